@@ -1,0 +1,19 @@
+//! routerx core: everything on the per-request hot path, in plain Rust.
+//!
+//! The Python package drives this crate through `routerx-py`; nothing here knows about Python,
+//! so every piece is tested with `cargo test` and benched with criterion.
+//!
+//! Flow of one request ([`router::Core::route`]): fingerprint → exact cache → features →
+//! classifier → policy table → [`router::RouteOutcome`].
+
+pub mod cache;
+pub mod classifier;
+pub mod error;
+pub mod features;
+pub mod fingerprint;
+pub mod policy;
+pub mod request;
+pub mod router;
+pub mod stats;
+
+pub use error::{Error, Result};

@@ -51,6 +51,7 @@ fn benches(c: &mut Criterion) {
     let req = Request::from_prompt("bench", text.clone());
     let cons = Constraints::default();
     c.bench_function("count_tokens_200", |b| b.iter(|| count_tokens(black_box(&text))));
+    c.bench_function("count_tokens_200_regex", |b| b.iter(|| bpe_openai::o200k_base().count(black_box(text.as_str()))));
     c.bench_function("features_200", |b| b.iter(|| Features::extract(black_box(&req))));
     let miss = Constraints { cache: routerx_core::request::CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
     c.bench_function("route_miss_200", |b| b.iter(|| core.route(black_box(&req), &miss).unwrap()));

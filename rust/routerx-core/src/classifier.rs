@@ -81,7 +81,7 @@ pub const BASE_FEATURES: [&str; 13] = [
     "numbers",
     "questions",
     "tools",
-    "non_english",
+    "non_latin",
     "requested_words",
     "bias",
 ];
@@ -285,7 +285,7 @@ impl Classifier {
         x[7] = (1.0 + f.numbers as f32).ln();
         x[8] = (f.questions as f32).min(5.0);
         x[9] = (1.0 + f.tools as f32).ln();
-        x[10] = (f.language != "eng" && f.language != "und") as u8 as f32;
+        x[10] = f.non_latin as u8 as f32;
         x[11] = f.requested_words.map_or(0.0, |w| (1.0 + w as f32).ln());
         x[12] = 1.0;
         let text = req.last_user();

@@ -20,7 +20,7 @@ pub fn warm_up() {
 
 /// Exact o200k token count of `text`.
 pub fn count_tokens(text: &str) -> usize {
-    tokenizer().count(text)
+    crate::tokens::count(text)
 }
 
 /// Per-message overhead of the chat format (role and separators), as OpenAI documents it.
@@ -58,17 +58,22 @@ pub struct Features {
     pub tools: u32,
     /// An explicit word count asked for ("in 500 words"), if any.
     pub requested_words: Option<u32>,
-    /// ISO 639-3 code of the last user turn, `und` when undetermined.
-    pub language: &'static str,
+    /// The last user turn is written in a non-Latin script (a cheap proxy for non-English;
+    /// full language detection costs ~100 µs and runs only when a caller asks for it).
+    pub non_latin: bool,
 }
 
 impl Features {
     pub fn extract(req: &Request) -> Features {
-        let mut f = Features { language: "und", ..Default::default() };
-        let tok = tokenizer();
+        let mut f = Features::default();
         let mut input = TOKENS_REPLY_PRIMER;
-        for m in &req.messages {
-            input += TOKENS_PER_MESSAGE + tok.count(m.content.as_str()) as u32;
+        let last = req.last_user_index();
+        for (i, m) in req.messages.iter().enumerate() {
+            let n = crate::tokens::count(m.content.as_str()) as u32;
+            input += TOKENS_PER_MESSAGE + n;
+            if Some(i) == last {
+                f.last_tokens = n;
+            }
             match m.role {
                 Role::User => f.turns += 1,
                 Role::System => f.has_system = true,
@@ -76,14 +81,13 @@ impl Features {
             }
         }
         if !req.tools.is_empty() {
-            input += tok.count(req.tools.as_str()) as u32;
+            input += crate::tokens::count(req.tools.as_str()) as u32;
         }
         f.input_tokens = input;
         f.tools = req.tool_count;
         let last = req.last_user();
-        f.last_tokens = tok.count(last) as u32;
         scan_text(last, &mut f);
-        f.language = detect_language(last);
+        f.non_latin = !matches!(whatlang::detect_script(last), None | Some(whatlang::Script::Latin));
         f
     }
 }
@@ -160,8 +164,8 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// Language of the text, from its first 256 bytes: enough for a reliable guess, and bounded cost.
-fn detect_language(text: &str) -> &'static str {
+/// Language of the text (ISO 639-3, `und` when unsure), from its first 256 bytes.
+pub fn detect_language(text: &str) -> &'static str {
     let mut end = text.len().min(256);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -222,9 +226,9 @@ mod tests {
 
     #[test]
     fn detects_language() {
-        let f = Features::extract(&Request::from_prompt("t", "Quelle est la capitale de la France et pourquoi est-elle si célèbre ?"));
-        assert_eq!(f.language, "fra");
-        let f = Features::extract(&Request::from_prompt("t", "What is the capital of France and why is it so famous?"));
-        assert_eq!(f.language, "eng");
+        assert_eq!(detect_language("Quelle est la capitale de la France et pourquoi est-elle si célèbre ?"), "fra");
+        assert_eq!(detect_language("What is the capital of France and why is it so famous?"), "eng");
+        assert!(Features::extract(&Request::from_prompt("t", "Как перевести эту фразу на английский язык?")).non_latin);
+        assert!(!Features::extract(&Request::from_prompt("t", "How do I translate this phrase?")).non_latin);
     }
 }

@@ -15,5 +15,6 @@ pub mod policy;
 pub mod request;
 pub mod router;
 pub mod stats;
+pub mod tokens;
 
 pub use error::{Error, Result};

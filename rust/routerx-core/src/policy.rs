@@ -7,7 +7,7 @@
 //! Rule: among candidates that are allowed, fit the context window, reach the required quality
 //! for the task category, and fit the latency and cost budgets, take the cheapest; on equal cost
 //! the fastest. Fallbacks are the next-best feasible candidates on other models. When nothing
-//! fits, the best-effort choice is the candidate with the smallest relative budget violation.
+//! fits, the best-effort choice is the candidate closest to the required quality, then to the latency and cost budgets.
 
 use crate::classifier::{Category, N_CATEGORIES};
 use crate::error::{Error, Result};
@@ -149,7 +149,6 @@ impl PolicyTable {
             }
             if s.quality < required {
                 v |= violation::QUALITY;
-                excess += ((required - s.quality) / required.max(1e-3)) as f64;
             }
             if s.latency_ms > c.latency_budget_ms {
                 v |= violation::LATENCY;
@@ -166,7 +165,13 @@ impl PolicyTable {
         let pick = if feasible > 0 {
             scored.iter().filter(|s| s.1 == 0).min_by(|a, b| by_cost(&a.0, &b.0))
         } else {
-            scored.iter().filter(|s| s.1 & violation::CONTEXT == 0).min_by(|a, b| a.2.total_cmp(&b.2).then(by_cost(&a.0, &b.0)))
+            // Best effort keeps quality first (a cheap wrong answer is no saving), then comes as
+            // close as it can to the latency and cost budgets.
+            let shortfall = |s: &Scored| (required - s.quality).max(0.0);
+            scored
+                .iter()
+                .filter(|s| s.1 & violation::CONTEXT == 0)
+                .min_by(|a, b| shortfall(&a.0).total_cmp(&shortfall(&b.0)).then(a.2.total_cmp(&b.2)).then(by_cost(&a.0, &b.0)))
         };
         let Some(&(chosen, violations, _)) = pick else {
             return Err(Error::NoRoute {

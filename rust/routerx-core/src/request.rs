@@ -92,15 +92,14 @@ impl Request {
         Ok(())
     }
 
+    /// Index of the last user turn (or of the last message when no turn is the user's).
+    pub fn last_user_index(&self) -> Option<usize> {
+        self.messages.iter().rposition(|m| m.role == Role::User).or(self.messages.len().checked_sub(1))
+    }
+
     /// The last user turn: what the classifier reads for the task at hand.
     pub fn last_user(&self) -> &str {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .or(self.messages.last())
-            .map(|m| m.content.as_str())
-            .unwrap_or("")
+        self.last_user_index().map(|i| self.messages[i].content.as_str()).unwrap_or("")
     }
 }
 

@@ -79,7 +79,8 @@ impl CacheState {
 #[derive(Debug)]
 pub struct Routed {
     pub input_tokens: u32,
-    pub language: &'static str,
+    /// The start of the last user turn, kept for on-demand language detection.
+    pub sample: String,
     pub class: Classification,
     /// Predicted output tokens after the caller's `max_tokens` cap.
     pub output_tokens: u32,
@@ -122,6 +123,14 @@ impl RouteOutcome {
     pub fn candidate_names(&self, s: &Scored) -> (&Arc<str>, &Arc<str>, &Arc<str>) {
         let n = &self.policy.names[s.candidate as usize];
         (&n.0, &n.1, &n.2)
+    }
+
+    /// ISO 639-3 language of the last user turn; computed on demand (it costs more than routing).
+    pub fn language(&self) -> Option<&'static str> {
+        match &self.served {
+            Served::Hit(_) => None,
+            Served::Routed(r) => Some(crate::features::detect_language(&r.sample)),
+        }
     }
 
     pub fn violation_names(&self) -> Vec<&'static str> {
@@ -167,6 +176,14 @@ impl RouteOutcome {
             }
         }
     }
+}
+
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// What `record()` did.
@@ -301,7 +318,7 @@ impl Core {
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
         let choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
-        Ok(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, language: f.language, class, output_tokens, choice })))
+        Ok(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice })))
     }
 
     /// A cached answer from a model the caller would now consider too weak is not a hit.

@@ -1,3 +1,558 @@
+//! `routerx._core`: the Python face of `routerx-core`.
+//!
+//! This crate only converts Python values into owned core values, releases the GIL around the
+//! core's work (one helper, [`without_gil`]), and maps core errors to the exceptions of
+//! `routerx.errors`. Routing logic lives in the core; policy and catalog in Python.
+
+use std::sync::Arc;
+
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use routerx_core::cache::CacheConfig;
+use routerx_core::classifier::{Category, Classifier, N_CATEGORIES};
+use routerx_core::policy::{Candidate, ModelInfo, PolicyTable, Scored};
+use routerx_core::request::{CacheControl, Constraints, Message, Request, Role};
+use routerx_core::router::{Core, CoreConfig, RouteOutcome, Served};
+use routerx_core::stats::to_nano;
+use routerx_core::Error;
+
+mod exc {
+    pyo3::import_exception!(routerx.errors, InvalidRequestError);
+    pyo3::import_exception!(routerx.errors, InvalidConstraintError);
+    pyo3::import_exception!(routerx.errors, UnknownModelError);
+    pyo3::import_exception!(routerx.errors, NoRouteError);
+    pyo3::import_exception!(routerx.errors, ConfigError);
+}
+
+fn to_py_err(e: Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        Error::InvalidRequest { field, .. } => exc::InvalidRequestError::new_err((msg, field)),
+        Error::InvalidConstraint { field, .. } => exc::InvalidConstraintError::new_err((msg, field)),
+        Error::UnknownModel { .. } => exc::UnknownModelError::new_err((msg, "models")),
+        Error::NoRoute { .. } => exc::NoRouteError::new_err(msg),
+        Error::Config { file, .. } => exc::ConfigError::new_err((msg, file)),
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> PyErr {
+    to_py_err(Error::invalid_request(field, message))
+}
+
+/// Runs core work with the GIL released. Callers copy their inputs into owned values first.
+fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(f)
+}
+
+fn owned_str(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s.to_str().map(str::to_owned).map_err(|_| invalid(field, "is not valid UTF-8 (it contains a lone surrogate)"));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return String::from_utf8(b.as_bytes().to_vec()).map_err(|e| invalid(field, format!("is not valid UTF-8: {e}")));
+    }
+    Err(invalid(field, format!("must be a string, got {}", obj.get_type().name()?)))
+}
+
+/// Message content: a string, or a list of `{"type": "text", "text": ...}` parts (OpenAI style).
+fn content_of(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
+    if obj.is_none() {
+        return Ok(String::new());
+    }
+    if let Ok(parts) = obj.cast::<PyList>() {
+        let mut out = String::new();
+        for (j, part) in parts.iter().enumerate() {
+            let pf = format!("{field}[{j}]");
+            let d = part.cast::<PyDict>().map_err(|_| invalid(&pf, "must be a {\"type\": \"text\", \"text\": ...} part"))?;
+            let text = d.get_item("text")?.ok_or_else(|| invalid(&pf, "only text parts are supported"))?;
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&owned_str(&text, &format!("{pf}.text"))?);
+        }
+        return Ok(out);
+    }
+    owned_str(obj, field)
+}
+
+fn messages_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Ok(vec![Message::user(owned_str(obj, "prompt")?)]);
+    }
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(l) = obj.cast::<PyList>() {
+        l.iter().collect()
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        t.iter().collect()
+    } else {
+        return Err(invalid("prompt", format!("must be a string or a list of {{role, content}} messages, got {}", obj.get_type().name()?)));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("messages[{i}]");
+        let d = item.cast::<PyDict>().map_err(|_| invalid(&field, "must be a dict with \"role\" and \"content\""))?;
+        let role_obj = d.get_item("role")?.ok_or_else(|| invalid(format!("{field}.role"), "is missing"))?;
+        let role_s = owned_str(&role_obj, &format!("{field}.role"))?;
+        let role = Role::parse(&role_s).ok_or_else(|| invalid(format!("{field}.role"), format!("{role_s:?} is not one of system, user, assistant, tool")))?;
+        let content = match d.get_item("content")? {
+            Some(c) => content_of(&c, &format!("{field}.content"))?,
+            None => return Err(invalid(format!("{field}.content"), "is missing")),
+        };
+        out.push(Message { role, content });
+    }
+    Ok(out)
+}
+
+/// Optional per-request parts that change the cache key: canonical tool JSON and sampling params.
+/// `(tools_json, tool_count, params_json, max_tokens)`.
+#[derive(FromPyObject)]
+struct Extras(String, u32, String, Option<u32>);
+
+fn request_of(prompt: &Bound<'_, PyAny>, tenant: String, extras: Option<Extras>) -> PyResult<Request> {
+    let messages = messages_of(prompt)?;
+    let mut r = Request { tenant, messages, ..Default::default() };
+    if let Some(Extras(tools, tool_count, params, max_tokens)) = extras {
+        r.tools = tools;
+        r.tool_count = tool_count;
+        r.params = params;
+        r.max_output_tokens = max_tokens;
+    }
+    Ok(r)
+}
+
+/// Validated routing constraints; build once and reuse.
+#[pyclass(frozen, name = "Constraints", module = "routerx._core")]
+struct PyConstraints(Constraints);
+
+#[pymethods]
+impl PyConstraints {
+    #[new]
+    #[pyo3(signature = (*, latency_budget_ms=None, max_cost_usd=None, min_quality=None, allowed_models=None, strict=false, no_cache=false, no_store=false, ttl_s=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        latency_budget_ms: Option<f64>,
+        max_cost_usd: Option<f64>,
+        min_quality: Option<f64>,
+        allowed_models: Option<Vec<u32>>,
+        strict: bool,
+        no_cache: bool,
+        no_store: bool,
+        ttl_s: Option<f64>,
+    ) -> PyResult<Self> {
+        let allowed_models = allowed_models.map(|mut v| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        });
+        let c = Constraints {
+            latency_budget_ms: latency_budget_ms.unwrap_or(f64::INFINITY),
+            max_cost_usd: max_cost_usd.unwrap_or(f64::INFINITY),
+            min_quality,
+            allowed_models,
+            strict,
+            cache: CacheControl { no_cache, no_store, ttl_s },
+        };
+        c.validate().map_err(to_py_err)?;
+        Ok(PyConstraints(c))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Constraints({:?})", self.0)
+    }
+}
+
+fn scored_dict<'py>(py: Python<'py>, o: &RouteOutcome, s: &Scored) -> PyResult<Bound<'py, PyDict>> {
+    let (m, p, t) = o.candidate_names(s);
+    let d = PyDict::new(py);
+    d.set_item("model", &**m)?;
+    d.set_item("provider", &**p)?;
+    d.set_item("tier", &**t)?;
+    d.set_item("predicted_cost_usd", s.cost_usd)?;
+    d.set_item("predicted_latency_ms", s.latency_ms)?;
+    d.set_item("quality", (s.quality as f64 * 1e4).round() / 1e4)?;
+    Ok(d)
+}
+
+/// The routing decision for one request. Immutable; pass it back to `record()`.
+#[pyclass(frozen, name = "Decision", module = "routerx._core")]
+struct PyDecision(Arc<RouteOutcome>);
+
+#[pymethods]
+impl PyDecision {
+    #[getter]
+    fn model(&self) -> &str {
+        self.0.names().0
+    }
+    #[getter]
+    fn provider(&self) -> &str {
+        self.0.names().1
+    }
+    #[getter]
+    fn tier(&self) -> &str {
+        self.0.names().2
+    }
+    /// "exact", "miss" or "bypass".
+    #[getter]
+    fn cache(&self) -> &'static str {
+        self.0.cache_state.as_str()
+    }
+    #[getter]
+    fn cached_response(&self) -> Option<&str> {
+        match &self.0.served {
+            Served::Hit(e) => Some(&e.response),
+            Served::Routed(_) => None,
+        }
+    }
+    #[getter]
+    fn entry_id(&self) -> String {
+        format!("{:032x}", self.0.key)
+    }
+    #[getter]
+    fn entry_age_s(&self) -> Option<f64> {
+        match &self.0.served {
+            Served::Hit(e) => Some((self.0.routed_at - e.created).max(0.0)),
+            Served::Routed(_) => None,
+        }
+    }
+    #[getter]
+    fn tenant(&self) -> &str {
+        &self.0.tenant
+    }
+    #[getter]
+    fn category(&self) -> &'static str {
+        match &self.0.served {
+            Served::Hit(e) => e.category.name(),
+            Served::Routed(r) => r.class.category.name(),
+        }
+    }
+    #[getter]
+    fn complexity(&self) -> f32 {
+        match &self.0.served {
+            Served::Hit(e) => e.complexity,
+            Served::Routed(r) => r.class.complexity,
+        }
+    }
+    #[getter]
+    fn confidence(&self) -> Option<f32> {
+        match &self.0.served {
+            Served::Hit(_) => None,
+            Served::Routed(r) => Some(r.class.confidence),
+        }
+    }
+    /// ISO 639-3 code of the last user turn ("und" when unsure); detected on first access.
+    #[getter]
+    fn language(&self, py: Python<'_>) -> Option<&'static str> {
+        let o = &self.0;
+        without_gil(py, || o.language())
+    }
+    #[getter]
+    fn input_tokens(&self) -> u32 {
+        match &self.0.served {
+            Served::Hit(e) => e.input_tokens,
+            Served::Routed(r) => r.input_tokens,
+        }
+    }
+    #[getter]
+    fn predicted_output_tokens(&self) -> u32 {
+        match &self.0.served {
+            Served::Hit(e) => e.output_tokens,
+            Served::Routed(r) => r.output_tokens,
+        }
+    }
+    /// Cost of this decision: 0 for a cache hit.
+    #[getter]
+    fn predicted_cost_usd(&self) -> f64 {
+        match &self.0.served {
+            Served::Hit(_) => 0.0,
+            Served::Routed(r) => r.choice.chosen.cost_usd,
+        }
+    }
+    #[getter]
+    fn predicted_latency_ms(&self) -> f64 {
+        match &self.0.served {
+            Served::Hit(_) => 0.0,
+            Served::Routed(r) => r.choice.chosen.latency_ms,
+        }
+    }
+    /// What a cache hit saved: the recorded cost of the call that produced the answer.
+    #[getter]
+    fn cost_avoided_usd(&self) -> f64 {
+        match &self.0.served {
+            Served::Hit(e) => e.cost_usd,
+            Served::Routed(_) => 0.0,
+        }
+    }
+    #[getter]
+    fn required_quality(&self) -> Option<f32> {
+        match &self.0.served {
+            Served::Hit(_) => None,
+            Served::Routed(r) => Some(r.choice.required_quality),
+        }
+    }
+    /// False when no candidate met every constraint and this is a best-effort choice.
+    #[getter]
+    fn within_budget(&self) -> bool {
+        self.0.violation_names().is_empty()
+    }
+    #[getter]
+    fn violations(&self) -> Vec<&'static str> {
+        self.0.violation_names()
+    }
+    #[getter]
+    fn fallbacks<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        match &self.0.served {
+            Served::Hit(_) => Ok(Vec::new()),
+            Served::Routed(r) => r.choice.fallbacks.iter().map(|s| scored_dict(py, &self.0, s)).collect(),
+        }
+    }
+    #[getter]
+    fn reason(&self) -> String {
+        self.0.reason()
+    }
+    /// Nanoseconds spent in the core for this request.
+    #[getter]
+    fn route_ns(&self) -> u64 {
+        self.0.route_ns
+    }
+
+    fn __repr__(&self) -> String {
+        let (m, _, t) = self.0.names();
+        format!("Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})", self.cache(), self.category(), self.predicted_cost_usd())
+    }
+}
+
+fn policy_table(
+    models: Vec<(String, String, u32, Vec<f32>)>,
+    candidates: Vec<(u32, String, f64, f64, f64, f64, f64)>,
+    settings: (f32, f32, usize, u32),
+) -> PyResult<PolicyTable> {
+    let models = models
+        .into_iter()
+        .map(|(name, provider, context_window, q)| {
+            let quality: [f32; N_CATEGORIES] = q.try_into().map_err(|_| to_py_err(Error::config("policy", format!("model {name}: quality needs {N_CATEGORIES} values"))))?;
+            Ok(ModelInfo { name, provider, context_window, quality })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let candidates = candidates
+        .into_iter()
+        .map(|(model, tier, price_in, price_out, ttft_ms, prefill_tps, decode_tps)| Candidate { model, tier, price_in, price_out, ttft_ms, prefill_tps, decode_tps })
+        .collect();
+    let (quality_floor, quality_span, max_fallbacks, reference_model) = settings;
+    Ok(PolicyTable { models, candidates, quality_floor, quality_span, max_fallbacks, reference_model })
+}
+
+/// The router core. Thread-safe: share one per process.
+#[pyclass(frozen, name = "Core", module = "routerx._core")]
+struct PyCore(Arc<Core>);
+
+#[pymethods]
+impl PyCore {
+    #[new]
+    #[pyo3(signature = (models, candidates, settings, classifier_json=None, classifier_source="<embedded>".to_owned(), max_prompt_bytes=4<<20, cache_max_entries=100_000, cache_max_bytes=256<<20, cache_ttl_s=86_400.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        models: Vec<(String, String, u32, Vec<f32>)>,
+        candidates: Vec<(u32, String, f64, f64, f64, f64, f64)>,
+        settings: (f32, f32, usize, u32),
+        classifier_json: Option<String>,
+        classifier_source: String,
+        max_prompt_bytes: usize,
+        cache_max_entries: usize,
+        cache_max_bytes: usize,
+        cache_ttl_s: f64,
+    ) -> PyResult<Self> {
+        let table = policy_table(models, candidates, settings)?;
+        let cfg = CoreConfig {
+            max_prompt_bytes,
+            cache: CacheConfig { max_entries: cache_max_entries, max_bytes: cache_max_bytes, default_ttl_s: cache_ttl_s, ..Default::default() },
+        };
+        let core = without_gil(py, move || {
+            let classifier = match classifier_json {
+                Some(text) => Classifier::from_json(&text, &classifier_source)?,
+                None => Classifier::default_model(),
+            };
+            Core::new(cfg, classifier, table)
+        })
+        .map_err(to_py_err)?;
+        Ok(PyCore(Arc::new(core)))
+    }
+
+    /// Routes one request: `prompt` is a string or a list of chat messages.
+    #[pyo3(signature = (prompt, tenant, constraints, extras=None))]
+    fn route(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>) -> PyResult<PyDecision> {
+        let req = request_of(prompt, tenant, extras)?;
+        let c = constraints.get();
+        let core = &self.0;
+        let out = without_gil(py, || core.route(&req, &c.0)).map_err(to_py_err)?;
+        Ok(PyDecision(Arc::new(out)))
+    }
+
+    /// Routes many requests in one call. Every request is checked before any is routed, so a bad
+    /// one fails the batch (naming its index) without routing the rest.
+    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>)>) -> PyResult<Vec<PyDecision>> {
+        let mut batch = Vec::with_capacity(items.len());
+        for (i, (prompt, tenant, c, extras)) in items.into_iter().enumerate() {
+            let req = request_of(&prompt, tenant, extras).map_err(|e| prefix_err(py, e, i))?;
+            batch.push((req, c.get().0.clone()));
+        }
+        let core = &self.0;
+        let max = core.config().max_prompt_bytes;
+        let out: Result<Vec<RouteOutcome>, (usize, Error)> = without_gil(py, || {
+            for (i, (r, c)) in batch.iter().enumerate() {
+                c.validate().and_then(|_| r.validate(max)).map_err(|e| (i, e))?;
+            }
+            batch.iter().enumerate().map(|(i, (r, c))| core.route(r, c).map_err(|e| (i, e))).collect()
+        });
+        match out {
+            Ok(v) => Ok(v.into_iter().map(|o| PyDecision(Arc::new(o))).collect()),
+            Err((i, e)) => Err(prefix_err(py, to_py_err(e), i)),
+        }
+    }
+
+    /// Accounts a finished model call; stores the answer unless the call failed or the decision
+    /// said no-store. Returns (actual cost in USD, stored).
+    #[pyo3(signature = (decision, response, input_tokens, output_tokens, latency_ms, ok=true))]
+    fn record(&self, py: Python<'_>, decision: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>, input_tokens: &Bound<'_, PyAny>, output_tokens: &Bound<'_, PyAny>, latency_ms: f64, ok: bool) -> PyResult<(f64, bool)> {
+        let d = decision.cast::<PyDecision>().map_err(|_| invalid("decision", "must be a Decision returned by route()"))?;
+        let outcome = d.get().0.clone();
+        let response = owned_str(response, "response")?;
+        let count = |v: &Bound<'_, PyAny>, field: &str| -> PyResult<u32> { v.extract::<u32>().map_err(|_| invalid(field, format!("must be an integer in [0, 2^32), got {v}"))) };
+        let (i, o) = (count(input_tokens, "input_tokens")?, count(output_tokens, "output_tokens")?);
+        let core = &self.0;
+        let r = without_gil(py, || core.record(&outcome, response, i, o, latency_ms, ok)).map_err(to_py_err)?;
+        Ok((r.cost_usd, r.stored))
+    }
+
+    /// Exact o200k token count.
+    fn count_tokens(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let t = owned_str(text, "text")?;
+        Ok(without_gil(py, || routerx_core::features::count_tokens(&t)))
+    }
+
+    /// Named feature vector of a request, in the classifier's order (for inspection and training).
+    fn features<'py>(&self, py: Python<'py>, prompt: &Bound<'py, PyAny>) -> PyResult<Vec<(String, f32)>> {
+        let req = request_of(prompt, "features".into(), None)?;
+        let c = self.0.classifier();
+        let x = without_gil(py, || c.vectorize(&req, &routerx_core::features::Features::extract(&req)));
+        Ok(c.feature_names().iter().cloned().zip(x).collect())
+    }
+
+    fn set_policy(&self, py: Python<'_>, models: Vec<(String, String, u32, Vec<f32>)>, candidates: Vec<(u32, String, f64, f64, f64, f64, f64)>, settings: (f32, f32, usize, u32)) -> PyResult<()> {
+        let t = policy_table(models, candidates, settings)?;
+        without_gil(py, || self.0.set_policy(t)).map_err(to_py_err)
+    }
+
+    #[pyo3(signature = (text, source="<classifier>".to_owned()))]
+    fn set_classifier(&self, py: Python<'_>, text: String, source: String) -> PyResult<()> {
+        let c = without_gil(py, || Classifier::from_json(&text, &source)).map_err(to_py_err)?;
+        self.0.set_classifier(c);
+        Ok(())
+    }
+
+    fn classifier_name(&self) -> String {
+        self.0.classifier().name().to_owned()
+    }
+
+    /// Removes cached answers: all, or one tenant's. Returns how many.
+    #[pyo3(signature = (tenant=None))]
+    fn invalidate(&self, py: Python<'_>, tenant: Option<String>) -> usize {
+        let cache = self.0.cache();
+        without_gil(py, || match tenant {
+            Some(t) => cache.remove_where(|e| *e.tenant == *t),
+            None => cache.clear(),
+        })
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let core = &self.0;
+        let (lat, cache, decisions) = without_gil(py, || (core.latency(), core.cache_stats(), core.stats().decisions()));
+        let k = &core.stats().counters;
+        let d = PyDict::new(py);
+        for (name, v) in [
+            ("requests", &k.requests),
+            ("exact_hits", &k.exact_hits),
+            ("misses", &k.misses),
+            ("bypassed", &k.bypassed),
+            ("best_effort", &k.best_effort),
+            ("errors", &k.errors),
+            ("records", &k.records),
+            ("failed_calls", &k.failed_calls),
+            ("input_tokens", &k.input_tokens),
+            ("output_tokens", &k.output_tokens),
+        ] {
+            d.set_item(name, v.load(Relaxed))?;
+        }
+        d.set_item("cost_usd", k.cost_nano.load(Relaxed) as f64 / 1e9)?;
+        d.set_item("cost_avoided_usd", k.avoided_nano.load(Relaxed) as f64 / 1e9)?;
+        let dec = PyDict::new(py);
+        for (m, t, n) in decisions {
+            dec.set_item(format!("{m}/{t}"), n)?;
+        }
+        d.set_item("decisions", dec)?;
+        let l = PyDict::new(py);
+        l.set_item("count", lat.count)?;
+        l.set_item("p50_us", lat.p50_ns as f64 / 1e3)?;
+        l.set_item("p90_us", lat.p90_ns as f64 / 1e3)?;
+        l.set_item("p99_us", lat.p99_ns as f64 / 1e3)?;
+        l.set_item("max_us", lat.max_ns as f64 / 1e3)?;
+        l.set_item("mean_us", lat.mean_ns / 1e3)?;
+        d.set_item("route_latency", l)?;
+        let c = PyDict::new(py);
+        c.set_item("entries", cache.entries)?;
+        c.set_item("bytes", cache.bytes)?;
+        c.set_item("inserts", cache.inserts)?;
+        c.set_item("evictions", cache.evictions)?;
+        c.set_item("expirations", cache.expirations)?;
+        d.set_item("cache", c)?;
+        Ok(d)
+    }
+}
+
+/// Names the batch index in an error message, keeping the exception type.
+fn prefix_err(py: Python<'_>, e: PyErr, i: usize) -> PyErr {
+    let v = e.value(py);
+    if let Ok(args) = v.getattr("args") {
+        if let Ok(args) = args.cast::<PyTuple>() {
+            if let Some(first) = args.iter().next() {
+                let mut new: Vec<Bound<'_, PyAny>> = vec![PyString::new(py, &format!("requests[{i}]: {first}")).into_any()];
+                new.extend(args.iter().skip(1));
+                if let Ok(t) = PyTuple::new(py, new) {
+                    if let Ok(new_exc) = v.get_type().call1(t) {
+                        return PyErr::from_value(new_exc);
+                    }
+                }
+            }
+        }
+    }
+    e
+}
+
+/// Nano-dollar rounding, exposed so Python totals use the same arithmetic as the counters.
+#[pyfunction]
+fn round_usd(usd: f64) -> f64 {
+    to_nano(usd) as f64 / 1e9
+}
+
+#[pyfunction]
+fn categories() -> Vec<&'static str> {
+    Category::ALL.iter().map(|c| c.name()).collect()
+}
+
+#[pyfunction]
+fn default_classifier_json() -> &'static str {
+    routerx_core::classifier::DEFAULT_MODEL_JSON
+}
+
 #[pymodule]
-fn _core(_m: &Bound<'_, PyModule>) -> PyResult<()> { Ok(()) }
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCore>()?;
+    m.add_class::<PyDecision>()?;
+    m.add_class::<PyConstraints>()?;
+    m.add_function(wrap_pyfunction!(categories, m)?)?;
+    m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;
+    m.add_function(wrap_pyfunction!(round_usd, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

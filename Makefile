@@ -1,0 +1,33 @@
+# routerx — `make help` lists the targets. CI runs `make test` (see .ci/run).
+PY ?= python3
+# Heavy Rust builds live outside the clone so fresh clones (and CI) reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/routerx/target
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-rust test-python bench bench-rust serve lint
+
+help: ## Show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Build the Rust core and install routerx (editable, with test extras)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+
+demo: install ## Route 120 real prompts on the embedded default config and show the savings
+	routerx demo
+
+test: install test-rust test-python ## Everything CI runs: Rust tests, then Python tests
+
+test-rust: ## cargo tests of the core
+	cargo test -p routerx-core --quiet
+
+test-python: ## pytest suite (API, CLI, bad input, concurrency, stubs)
+	$(PY) -m pytest -q
+
+bench: install ## pytest-benchmark suites in bench/ (medians and p99 per call)
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
+
+bench-rust: ## criterion benches of the core hot path
+	cargo bench -p routerx-core --bench core
+
+serve: install ## Start the gRPC service on the embedded default config
+	routerx serve

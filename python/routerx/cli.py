@@ -1,0 +1,119 @@
+"""The `routerx` command: route, catalog, demo, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from .demo import find_data_dir, format_report, load_prompts, run_demo, table
+from .errors import RouterxError
+from .policy.catalog import table_rows
+from .router import Router, decision_to_dict
+
+
+def _router(args: argparse.Namespace) -> Router:
+    return Router(args.config)
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    router = _router(args)
+    kw: Dict[str, Any] = {}
+    if args.latency_budget_ms is not None:
+        kw["latency_budget_ms"] = args.latency_budget_ms
+    if args.max_cost_usd is not None:
+        kw["max_cost_usd"] = args.max_cost_usd
+    if args.min_quality is not None:
+        kw["min_quality"] = args.min_quality
+    if args.models:
+        kw["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.strict:
+        kw["strict"] = True
+    d = router.route(text, tenant=args.tenant, **kw)
+    if args.json:
+        print(json.dumps(decision_to_dict(d), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{d.model} on {d.tier} ({d.provider})")
+    print(f"  {d.reason}")
+    print(f"  category {d.category}, complexity {d.complexity:.2f}, language {d.language}")
+    print(f"  predicted ${d.predicted_cost_usd:.6f}, ~{d.predicted_latency_ms:.0f} ms, {d.input_tokens} in / ~{d.predicted_output_tokens} out tokens")
+    for i, f in enumerate(d.fallbacks, 1):
+        print(f"  fallback {i}: {f['model']} on {f['tier']} (${f['predicted_cost_usd']:.6f}, ~{f['predicted_latency_ms']:.0f} ms)")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    router = _router(args)
+    rows = table_rows(router.catalog)
+    if args.json:
+        keys = ("model", "provider", "tier", "price_in_per_1m", "price_out_per_1m", "ttft_ms", "decode_tps", "context_window", "mean_quality")
+        print(json.dumps([dict(zip(keys, r)) for r in rows], indent=2))
+        return 0
+    head = ("model", "provider", "tier", "$/1M in", "$/1M out", "TTFT ms", "decode tok/s", "context", "quality")
+    body = [(m, p, t, f"{pi:.2f}", f"{po:.2f}", f"{ttft:,.0f}", f"{dec:,.0f}", f"{ctx:,}", f"{q:.2f}") for m, p, t, pi, po, ttft, dec, ctx, q in rows]
+    print("\n".join(table(head, body)))
+    print(f"\n{len(router.catalog.models)} models, {len(rows)} (model, tier) candidates; catalog files: {', '.join(router.catalog.files)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = None if args.bundled else find_data_dir(args.data)
+    prompts, source = load_prompts(data, args.limit)
+    rep = run_demo(_router(args), prompts)
+    print(json.dumps(rep, indent=2) if args.json else format_report(rep, source))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, rest: List[str]) -> int:
+    from .server import main as serve_main  # type: ignore[attr-defined,unused-ignore]
+
+    argv = list(rest)
+    if args.config:
+        argv = ["--config", args.config, *argv]
+    return int(serve_main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="routerx", description="Route LLM requests to the cheapest model and hardware tier that meets them.")
+    p.add_argument("--config", help="router config TOML (default: the embedded config)")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("route", help="route one prompt and explain the decision")
+    r.add_argument("text", help="the prompt ('-' reads standard input)")
+    r.add_argument("--latency-budget-ms", type=float)
+    r.add_argument("--max-cost-usd", type=float)
+    r.add_argument("--min-quality", type=float)
+    r.add_argument("--models", help="comma-separated allowed models")
+    r.add_argument("--tenant")
+    r.add_argument("--strict", action="store_true", help="fail instead of a best-effort choice")
+    r.add_argument("--json", action="store_true")
+    c = sub.add_parser("catalog", help="the models × tiers table")
+    c.add_argument("--json", action="store_true")
+    d = sub.add_parser("demo", help="route a batch of real prompts; show choices and savings")
+    d.add_argument("--data", help="shared data folder (default: $ROUTERX_DATA or ../shared/data)")
+    d.add_argument("--bundled", action="store_true", help="use the bundled prompt sample")
+    d.add_argument("--limit", type=int, default=120)
+    d.add_argument("--json", action="store_true")
+    sub.add_parser("serve", help="run the gRPC service (see `routerx serve --help`)", add_help=False)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args, rest = build_parser().parse_known_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args, rest)
+        if rest:
+            build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo}[args.command](args)
+    except RouterxError as e:
+        print(f"routerx: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

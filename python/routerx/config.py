@@ -1,0 +1,164 @@
+"""Router configuration: an embedded default, overridden by a user TOML file or a dict."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+from .policy.policy import PolicySettings
+
+ConfigInput = Union[None, str, Path, Mapping[str, Any]]
+
+_SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
+    "router": {
+        "default_tenant": str,
+        "default_latency_budget_ms": (int, float),
+        "strict": bool,
+        "max_prompt_bytes": int,
+        "quality_floor": (int, float),
+        "quality_span": (int, float),
+        "max_fallbacks": int,
+        "reference_model": str,
+        "excluded_tiers": list,
+        "classifier": str,
+    },
+    "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float)},
+    "catalog": {"files": list, "include_default": bool},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    default_tenant: str = "default"
+    default_latency_budget_ms: float = 60_000.0
+    strict: bool = False
+    max_prompt_bytes: int = 4 << 20
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    classifier: Optional[Path] = None
+    cache_max_entries: int = 100_000
+    cache_max_bytes: int = 256 << 20
+    cache_ttl_s: float = 86_400.0
+    catalog_files: Tuple[Path, ...] = ()
+    include_default_catalog: bool = True
+    source: str = "<default config>"
+
+
+def default_config_text() -> str:
+    return resources.files("routerx").joinpath("default_config.toml").read_text(encoding="utf-8")
+
+
+def _line_of(text: str, section: str, key: Optional[str]) -> Optional[int]:
+    """1-based line of ``key`` inside ``[section]`` (or of the section header), for error messages."""
+    current = None
+    for i, line in enumerate(text.splitlines(), 1):
+        h = re.match(r"^\s*\[([^\[\]]+)\]", line)
+        if h:
+            current = h.group(1).strip()
+            if key is None and current == section:
+                return i
+            continue
+        if current == section and key is not None and re.match(r"^\s*" + re.escape(key) + r"\s*=", line):
+            return i
+    return None
+
+
+def load_config(config: ConfigInput = None) -> Config:
+    """Reads a config from a TOML path or a dict (same shape as the TOML), over the defaults."""
+    base = tomllib.loads(default_config_text())
+    text = ""
+    root = Path.cwd()
+    if config is None:
+        source = "<default config>"
+        user: Mapping[str, Any] = {}
+    elif isinstance(config, Mapping):
+        source = "<config dict>"
+        user = config
+    elif isinstance(config, (str, Path)):
+        p = Path(config)
+        source = str(p)
+        root = p.parent
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read config: {e}", file=source) from e
+        try:
+            user = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            m = re.search(r"line (\d+)", str(e))
+            line = int(m.group(1)) if m else None
+            raise ConfigError(f"{p}:{line or '?'}: invalid TOML: {e}", file=source, line=line) from e
+    else:
+        raise ConfigError(f"config must be a path, a dict or None, got {type(config).__name__}")
+
+    def fail(section: str, key: Optional[str], msg: str) -> ConfigError:
+        line = _line_of(text, section, key) if text else None
+        fld = f"{section}.{key}" if key else section
+        return ConfigError(f"{source}:{line or '?'}: {fld}: {msg}", file=source, line=line, field=fld)
+
+    merged: Dict[str, Dict[str, Any]] = {s: dict(v) for s, v in base.items()}
+    for section, values in user.items():
+        if section not in _SCHEMA:
+            raise fail(section, None, f"unknown section (expected one of {sorted(_SCHEMA)})")
+        if not isinstance(values, Mapping):
+            raise fail(section, None, "must be a table")
+        for key, v in values.items():
+            want = _SCHEMA[section].get(key)
+            if want is None:
+                raise fail(section, key, f"unknown key (expected one of {sorted(_SCHEMA[section])})")
+            ok = isinstance(v, want) and not (isinstance(v, bool) and want in (int, (int, float)))
+            if not ok:
+                raise fail(section, key, f"has the wrong type {type(v).__name__}")
+            merged[section][key] = v
+    r, c, k = merged["router"], merged["cache"], merged["catalog"]
+
+    def positive(section: str, key: str, v: Any, allow_inf: bool = False) -> float:
+        if isinstance(v, float) and math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
+            raise fail(section, key, f"must be a positive number, got {v!r}")
+        return float(v)
+
+    positive("router", "default_latency_budget_ms", r["default_latency_budget_ms"], allow_inf=True)
+    positive("router", "max_prompt_bytes", r["max_prompt_bytes"])
+    positive("cache", "ttl_s", c["ttl_s"])
+    if c["max_entries"] < 0 or c["max_bytes"] < 0:
+        raise fail("cache", "max_entries" if c["max_entries"] < 0 else "max_bytes", "must be ≥ 0")
+    if not r["default_tenant"]:
+        raise fail("router", "default_tenant", "must not be empty")
+    for key in ("files",):
+        if not all(isinstance(x, str) for x in k[key]):
+            raise fail("catalog", key, "must be a list of paths")
+    if not all(isinstance(x, str) for x in r["excluded_tiers"]):
+        raise fail("router", "excluded_tiers", "must be a list of tier names")
+    policy = PolicySettings(
+        quality_floor=r["quality_floor"],
+        quality_span=r["quality_span"],
+        max_fallbacks=r["max_fallbacks"],
+        reference_model=r.get("reference_model"),
+        excluded_tiers=tuple(r["excluded_tiers"]),
+    )
+    policy.validate(source)
+    classifier = r.get("classifier")
+    return Config(
+        default_tenant=r["default_tenant"],
+        default_latency_budget_ms=float(r["default_latency_budget_ms"]),
+        strict=r["strict"],
+        max_prompt_bytes=int(r["max_prompt_bytes"]),
+        policy=policy,
+        classifier=(root / classifier) if classifier else None,
+        cache_max_entries=int(c["max_entries"]),
+        cache_max_bytes=int(c["max_bytes"]),
+        cache_ttl_s=float(c["ttl_s"]),
+        catalog_files=tuple(root / f for f in k["files"]),
+        include_default_catalog=k["include_default"],
+        source=source,
+    )

@@ -1,0 +1,61 @@
+"""The exceptions routerx raises, under one base.
+
+Each also subclasses the standard exception a caller would already catch for that kind of
+problem (``ValueError`` for bad input, ``LookupError`` for unknown names), so existing
+``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = [
+    "RouterxError",
+    "InvalidRequestError",
+    "InvalidConstraintError",
+    "UnknownModelError",
+    "NoRouteError",
+    "ConfigError",
+]
+
+
+class RouterxError(Exception):
+    """Base of every routerx error."""
+
+
+class InvalidRequestError(RouterxError, ValueError):
+    """The request is malformed; ``field`` names the offending part (e.g. ``messages[2].role``)."""
+
+    def __init__(self, message: str, field: Optional[str] = None) -> None:
+        super().__init__(message, field)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidConstraintError(InvalidRequestError):
+    """A routing constraint is out of range: NaN or negative budget, quality outside [0, 1]."""
+
+
+class UnknownModelError(InvalidConstraintError, LookupError):
+    """A model named by the caller is not in the catalog."""
+
+
+class NoRouteError(RouterxError, RuntimeError):
+    """Strict mode: no (model, tier) meets every constraint."""
+
+
+class ConfigError(RouterxError, ValueError):
+    """A config, catalog or classifier file is invalid. ``file``, ``line`` and ``field`` locate it."""
+
+    def __init__(self, message: str, file: Optional[str] = None, line: Optional[int] = None, field: Optional[str] = None) -> None:
+        super().__init__(message, file, line, field)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message

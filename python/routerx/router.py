@@ -1,0 +1,256 @@
+"""The in-process router: ``Router.route()`` → ``Decision``, ``Router.record()`` after the call."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+from . import _core
+from ._core import Decision
+from .config import Config, ConfigInput, load_config
+from .errors import ConfigError, InvalidConstraintError, InvalidRequestError
+from .policy.catalog import Catalog
+from .policy.policy import compile_policy
+
+Message = Mapping[str, Any]
+Prompt = Union[str, bytes, Sequence[Message]]
+_Extras = Tuple[str, int, str, Optional[int]]
+
+
+class Recorded(NamedTuple):
+    cost_usd: float
+    stored: bool
+
+
+class Router:
+    """Chooses a model and hardware tier per request, answers repeats from cache, accounts usage.
+
+    Thread-safe: share one instance. Every method crosses into the core once, with the GIL released.
+    """
+
+    def __init__(self, config: ConfigInput = None, *, catalog: Optional[Catalog] = None) -> None:
+        self.config: Config = load_config(config)
+        self.catalog: Catalog = catalog or Catalog.load(self.config.catalog_files, include_default=self.config.include_default_catalog)
+        classifier_json = None
+        if self.config.classifier is not None:
+            try:
+                classifier_json = Path(self.config.classifier).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{self.config.classifier}: cannot read classifier model: {e}", file=str(self.config.classifier)) from e
+        models, candidates, settings = compile_policy(self.catalog, self.config.policy)
+        self._core = _core.Core(
+            models,
+            candidates,
+            settings,
+            classifier_json=classifier_json,
+            classifier_source=str(self.config.classifier or "<embedded>"),
+            max_prompt_bytes=self.config.max_prompt_bytes,
+            cache_max_entries=self.config.cache_max_entries,
+            cache_max_bytes=self.config.cache_max_bytes,
+            cache_ttl_s=self.config.cache_ttl_s,
+        )
+        self._tenant = self.config.default_tenant
+        self._default = self._constraints(None, None, None, None, None, False, False, None)
+        self._allowed_cache: Dict[Tuple[str, ...], List[int]] = {}
+        self._lock = threading.Lock()
+
+    # -- routing -------------------------------------------------------------------------------
+
+    def route(
+        self,
+        prompt: Prompt,
+        *,
+        tenant: Optional[str] = None,
+        latency_budget_ms: Optional[float] = None,
+        max_cost_usd: Optional[float] = None,
+        min_quality: Optional[float] = None,
+        models: Optional[Sequence[str]] = None,
+        strict: Optional[bool] = None,
+        no_cache: bool = False,
+        no_store: bool = False,
+        ttl_s: Optional[float] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> Decision:
+        """Decides who answers ``prompt`` (a string or a list of ``{"role", "content"}`` messages).
+
+        Constraints: ``latency_budget_ms`` (default from config; ``math.inf`` for none),
+        ``max_cost_usd``, ``min_quality`` (0–1, overrides the complexity-derived requirement),
+        ``models`` (allowed model names). ``tools`` and ``params`` (sampling parameters) are part of
+        the cache key. Cache controls: ``no_cache`` (do not read), ``no_store`` (do not write the
+        recorded answer), ``ttl_s``.
+        """
+        if (
+            latency_budget_ms is None
+            and max_cost_usd is None
+            and min_quality is None
+            and models is None
+            and strict is None
+            and not no_cache
+            and not no_store
+            and ttl_s is None
+        ):
+            c = self._default
+        else:
+            c = self._constraints(latency_budget_ms, max_cost_usd, min_quality, models, strict, no_cache, no_store, ttl_s)
+        extras = None if tools is None and params is None else _extras(tools, params)
+        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras)
+
+    def route_many(self, requests: Sequence[Union[Prompt, Mapping[str, Any]]], **constraints: Any) -> List[Decision]:
+        """Routes a batch in one call into the core.
+
+        Each item is a prompt, or a dict ``{"prompt": ..., **per-request options}`` whose options
+        override the shared ``constraints``. A bad item fails the batch, naming its index.
+        """
+        items: List[Tuple[Prompt, str, _core.Constraints, Optional[_Extras]]] = []
+        for i, r in enumerate(requests):
+            opts = dict(constraints)
+            if isinstance(r, Mapping):
+                if "prompt" not in r:
+                    raise InvalidRequestError(f"requests[{i}]: a dict item needs a 'prompt' key", f"requests[{i}].prompt")
+                opts.update({k: v for k, v in r.items() if k != "prompt"})
+                prompt = r["prompt"]
+            else:
+                prompt = r
+            tenant = opts.pop("tenant", None)
+            tools, params = opts.pop("tools", None), opts.pop("params", None)
+            try:
+                c = self._constraints(
+                    opts.pop("latency_budget_ms", None),
+                    opts.pop("max_cost_usd", None),
+                    opts.pop("min_quality", None),
+                    opts.pop("models", None),
+                    opts.pop("strict", None),
+                    bool(opts.pop("no_cache", False)),
+                    bool(opts.pop("no_store", False)),
+                    opts.pop("ttl_s", None),
+                )
+                if opts:
+                    raise InvalidRequestError(f"unknown options {sorted(opts)}", "options")
+                extras = None if tools is None and params is None else _extras(tools, params)
+            except InvalidRequestError as e:
+                raise type(e)(f"requests[{i}]: {e}", e.field) from None
+            items.append((prompt, tenant if tenant is not None else self._tenant, c, extras))
+        return self._core.route_many(items)
+
+    def _constraints(
+        self,
+        latency_budget_ms: Optional[float],
+        max_cost_usd: Optional[float],
+        min_quality: Optional[float],
+        models: Optional[Sequence[str]],
+        strict: Optional[bool],
+        no_cache: bool,
+        no_store: bool,
+        ttl_s: Optional[float],
+    ) -> _core.Constraints:
+        allowed = self._allowed(models) if models is not None else None
+        lat = self.config.default_latency_budget_ms if latency_budget_ms is None else latency_budget_ms
+        try:
+            return _core.Constraints(
+                latency_budget_ms=None if lat == math.inf else lat,
+                max_cost_usd=max_cost_usd,
+                min_quality=min_quality,
+                allowed_models=allowed,
+                strict=self.config.strict if strict is None else strict,
+                no_cache=no_cache,
+                no_store=no_store,
+                ttl_s=ttl_s,
+            )
+        except TypeError as e:
+            raise InvalidConstraintError(f"constraints: {e}", "constraints") from None
+
+    def _allowed(self, models: Sequence[str]) -> List[int]:
+        if isinstance(models, str):
+            models = (models,)
+        key = tuple(models)
+        hit = self._allowed_cache.get(key)
+        if hit is None:
+            if not key:
+                raise InvalidConstraintError("models: the list of allowed models is empty", "models")
+            hit = [self.catalog.index(m) for m in key]
+            with self._lock:
+                if len(self._allowed_cache) < 1024:
+                    self._allowed_cache[key] = hit
+        return hit
+
+    # -- after the model call ------------------------------------------------------------------
+
+    def record(
+        self,
+        decision: Decision,
+        response_text: Union[str, bytes],
+        input_tokens: int,
+        output_tokens: int,
+        latency_ms: float,
+        ok: bool = True,
+    ) -> Recorded:
+        """Accounts the model call made for ``decision`` and caches its answer (unless it failed,
+        was itself a cache hit, or the request said ``no_store``)."""
+        cost, stored = self._core.record(decision, response_text, input_tokens, output_tokens, latency_ms, ok)
+        return Recorded(cost, stored)
+
+    # -- inspection and maintenance -------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        s: Dict[str, Any] = self._core.stats()
+        s["classifier"] = self._core.classifier_name()
+        return s
+
+    def count_tokens(self, text: Union[str, bytes]) -> int:
+        """Exact o200k_base token count."""
+        return self._core.count_tokens(text)
+
+    def features(self, prompt: Prompt) -> Dict[str, float]:
+        """The named features the classifier sees for ``prompt``."""
+        return dict(self._core.features(prompt))
+
+    def invalidate(self, tenant: Optional[str] = None) -> int:
+        """Drops cached answers, of one tenant or all; returns how many."""
+        return self._core.invalidate(tenant)
+
+    def savings_baseline(self, decision: Decision) -> float:
+        """Predicted cost of sending ``decision``'s request to the reference (strongest) model
+        at its standard real-time tier: what routing is measured against."""
+        ref = self.catalog.model(self.config.policy.reference_model or self.catalog.strongest().name)
+        tier = next((t for t in ref.tiers if t.name == "gpu-standard"), ref.tiers[0])
+        return (decision.input_tokens * tier.price_in + decision.predicted_output_tokens * tier.price_out) / 1e6
+
+
+def _extras(tools: Optional[Sequence[Mapping[str, Any]]], params: Optional[Mapping[str, Any]]) -> _Extras:
+    """Canonical (sorted-key) JSON of tools and sampling params, so equal requests share a key."""
+    try:
+        tools_json = json.dumps(list(tools), sort_keys=True, separators=(",", ":"), allow_nan=False) if tools else ""
+    except (TypeError, ValueError) as e:
+        raise InvalidRequestError(f"tools: must be a list of JSON objects: {e}", "tools") from None
+    max_tokens = None
+    params_json = ""
+    if params:
+        if not isinstance(params, Mapping):
+            raise InvalidRequestError("params: must be a dict of sampling parameters", "params")
+        mt = params.get("max_tokens")
+        if mt is not None:
+            if not isinstance(mt, int) or isinstance(mt, bool) or not 0 < mt < 2**32:
+                raise InvalidRequestError(f"params.max_tokens: must be a positive integer, got {mt!r}", "params.max_tokens")
+            max_tokens = mt
+        try:
+            params_json = json.dumps(dict(params), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidRequestError(f"params: must be JSON values: {e}", "params") from None
+    return tools_json, len(tools) if tools else 0, params_json, max_tokens
+
+
+DECISION_FIELDS = (
+    "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant",
+    "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens",
+    "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality",
+    "within_budget", "violations", "fallbacks", "reason", "route_ns",
+)  # fmt: skip
+
+
+def decision_to_dict(d: Decision) -> Dict[str, Any]:
+    """A JSON-ready dict of every field of a decision."""
+    return {f: getattr(d, f) for f in DECISION_FIELDS}

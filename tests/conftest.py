@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
-import routerx
+# No test writes to the user's accounting database (~/.local/state/routerx/accounting.db), and no
+# budget sees spend left there by an earlier run: tests that want a database pass db= explicitly.
+os.environ["ROUTERX_DB"] = ":memory:"
+
+import routerx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / "../shared/data").resolve()

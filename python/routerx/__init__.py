@@ -7,9 +7,12 @@ answer repeats from cache, and account for every token and dollar.
     >>> d.model, d.tier, d.category
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._core import Decision, __version__
-from .config import Config, load_config
+from .config import Budget, Config, load_config
 from .errors import (
+    BudgetExceededError,
     ConfigError,
     InvalidConstraintError,
     InvalidRequestError,
@@ -20,8 +23,27 @@ from .errors import (
 from .policy import CATEGORIES, Catalog, Model, PolicySettings, Tier
 from .router import Recorded, Router
 
+if TYPE_CHECKING:
+    from .client import Client, RemoteDecision, RemoteError, UnknownDecisionError
+
+_CLIENT_NAMES = ("Client", "RemoteDecision", "RemoteError", "UnknownDecisionError")
+
+
+def __getattr__(name: str) -> Any:
+    # The gRPC client pulls in grpcio and protobuf (~150 ms): load it on first use only.
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'routerx' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
+    "Client",
+    "RemoteDecision",
+    "RemoteError",
+    "UnknownDecisionError",
     "Router",
     "Decision",
     "Recorded",
@@ -38,4 +60,6 @@ __all__ = [
     "UnknownModelError",
     "NoRouteError",
     "ConfigError",
+    "BudgetExceededError",
+    "Budget",
 ]

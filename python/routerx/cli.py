@@ -1,4 +1,4 @@
-"""The `routerx` command: route, catalog, demo, serve."""
+"""The `routerx` command: route, catalog, demo, serve, stats, report."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .router import Router, decision_to_dict
 
 
 def _router(args: argparse.Namespace) -> Router:
-    return Router(args.config)
+    # route/catalog/demo make no real model calls: keep them out of the accounting database.
+    return Router(args.config, db=None)
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -67,8 +68,74 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_path(args: argparse.Namespace) -> str:
+    from .accounting import default_db_path
+    from .config import load_config
+
+    if args.db:
+        return str(args.db)
+    cfg = load_config(args.config)
+    db = cfg.accounting_db if cfg.accounting_db is not None else default_db_path()
+    if not db:
+        raise RouterxError("no accounting database: give --db PATH (or set [accounting] db / $ROUTERX_DB)")
+    return db
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .accounting import GROUPS, load_usage, summarize
+
+    if args.server:
+        import urllib.request
+
+        url = args.server.rstrip("/") + "/stats"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                rows: List[Dict[str, Any]] = json.loads(resp.read())["ledger"]
+        except (OSError, ValueError, KeyError) as e:
+            raise RouterxError(f"{url}: cannot read stats: {e}") from None
+        source = f"server {args.server} (since it started)"
+    else:
+        db = _db_path(args)
+        since = None if args.since_hours is None else __import__("time").time() - args.since_hours * 3600
+        rows = load_usage(db, since)
+        source = f"database {db}"
+    by = GROUPS[args.by]
+    out = summarize(rows, by)
+    if args.json:
+        print(json.dumps({"source": source, "by": list(by), "rows": out}, indent=2))
+        return 0
+    head = (*by, "requests", "calls", "cache hits", "errors", "tokens in", "tokens out", "cost $", "avoided cache $", "avoided routing $", "tokens/$", "tokens/J")
+
+    def n(v: Optional[float], fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    body = [
+        (
+            *(str(r[k]) or "-" for k in by),
+            f"{r['requests']:,}", f"{r['calls']:,}", f"{r['cache_hits']:,}", f"{r['errors']:,}",
+            f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", f"{r['cost_usd']:.6f}",
+            f"{r['avoided_cache_usd']:.6f}", f"{r['avoided_routing_usd']:.6f}",
+            n(r["tokens_per_usd"], ",.0f"), n(r["tokens_per_joule"], ".3f"),
+        )
+        for r in out
+    ]  # fmt: skip
+    print(f"routerx accounting by {args.by}, from {source}")
+    print("\n".join(table(head, body)) if body else "(no traffic recorded)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_from_db
+
+    db = _db_path(args)
+    since = None if args.since_hours is None else __import__("time").time() - args.since_hours * 3600
+    index = report_from_db(db, args.out, since)
+    print(f"wrote {index}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, rest: List[str]) -> int:
-    from .server import main as serve_main  # type: ignore[attr-defined,unused-ignore]
+    from .server import main as serve_main
 
     argv = list(rest)
     if args.config:
@@ -97,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=120)
     d.add_argument("--json", action="store_true")
     sub.add_parser("serve", help="run the gRPC service (see `routerx serve --help`)", add_help=False)
+    st = sub.add_parser("stats", help="spend, savings and tokens by tenant, agent, workflow or model")
+    st.add_argument("--db", help="accounting database (default: the config's, $ROUTERX_DB, or ~/.local/state/routerx/accounting.db)")
+    st.add_argument("--server", help="read a running router's metrics endpoint instead, e.g. http://127.0.0.1:9464")
+    st.add_argument("--by", choices=["tenant", "agent", "workflow", "step", "model", "all"], default="tenant")
+    st.add_argument("--since-hours", type=float, help="only the last N hours (database only)")
+    st.add_argument("--json", action="store_true")
+    rp = sub.add_parser("report", help="write an HTML report with PNG plots of the accounting database")
+    rp.add_argument("--db", help="accounting database (default as for stats)")
+    rp.add_argument("--out", required=True, help="output directory (index.html and the PNGs)")
+    rp.add_argument("--since-hours", type=float, help="only the last N hours")
     return p
 
 
@@ -107,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_serve(args, rest)
         if rest:
             build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo}[args.command](args)
+        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report}[args.command](args)
     except RouterxError as e:
         print(f"routerx: error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +35,69 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
     },
     "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float)},
     "catalog": {"files": list, "include_default": bool},
+    "accounting": {
+        "db": str,
+        "flush_interval_ms": (int, float),
+        "baseline_model": str,
+        "baseline_tier": str,
+        "reservation_ttl_s": (int, float),
+    },
 }
+
+BUDGET_WINDOWS = ("hour", "day", "month")
+BUDGET_METRICS = ("usd", "tokens")
+BUDGET_ACTIONS = ("warn", "downgrade", "reject")
+_BUDGET_KEYS = {"scope", "action"} | {f"{m}_per_{w}" for m in BUDGET_METRICS for w in BUDGET_WINDOWS}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One limit: ``limit`` USD or tokens (``metric``) per ``window`` for ``scope`` (``tenant:NAME``,
+    ``agent:NAME`` or ``workflow:NAME``), and what to do with a request that does not fit."""
+
+    scope: str
+    window: str
+    metric: str
+    limit: float
+    action: str = "warn"
+
+    def validate(self, where: str = "budget") -> None:
+        kind, _, name = self.scope.partition(":")
+        if kind not in ("tenant", "agent", "workflow") or not name:
+            raise ConfigError(f"{where}: scope: expected tenant:NAME, agent:NAME or workflow:NAME, got {self.scope!r}", field="budgets.scope")
+        if self.window not in BUDGET_WINDOWS:
+            raise ConfigError(f"{where}: window must be one of {BUDGET_WINDOWS}, got {self.window!r}", field="budgets.window")
+        if self.metric not in BUDGET_METRICS:
+            raise ConfigError(f"{where}: metric must be one of {BUDGET_METRICS}, got {self.metric!r}", field="budgets.metric")
+        if self.action not in BUDGET_ACTIONS:
+            raise ConfigError(f"{where}: action must be one of {BUDGET_ACTIONS}, got {self.action!r}", field="budgets.action")
+        v = self.limit
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"{where}: {self.metric}_per_{self.window} must be a positive number, got {v!r}", field=f"budgets.{self.metric}_per_{self.window}")
+
+
+def budgets_from_table(t: Mapping[str, Any], where: str) -> List[Budget]:
+    """The limits of one ``[[budgets]]`` table: one per ``usd_per_*`` / ``tokens_per_*`` key."""
+    unknown = set(t) - _BUDGET_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (expected scope, action, usd_per_hour|day|month, tokens_per_hour|day|month)", field="budgets")
+    scope = t.get("scope")
+    if not isinstance(scope, str):
+        raise ConfigError(f"{where}: scope is missing (e.g. scope = \"tenant:acme\")", field="budgets.scope")
+    action = t.get("action", "warn")
+    if not isinstance(action, str):
+        raise ConfigError(f"{where}: action must be a string", field="budgets.action")
+    out = []
+    for m in BUDGET_METRICS:
+        for w in BUDGET_WINDOWS:
+            k = f"{m}_per_{w}"
+            if k in t:
+                b = Budget(scope, w, m, t[k], action)
+                b.validate(where)
+                out.append(Budget(scope, w, m, float(t[k]), action))
+    if not out:
+        raise ConfigError(f"{where}: no limit given (usd_per_day = 50, tokens_per_hour = 2e6, ...)", field="budgets")
+    return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +113,15 @@ class Config:
     cache_ttl_s: float = 86_400.0
     catalog_files: Tuple[Path, ...] = ()
     include_default_catalog: bool = True
+    #: Accounting database: a path, "" or ":memory:" for none; None resolves $ROUTERX_DB, then the
+    #: default file (see ``routerx.accounting.default_db_path``).
+    accounting_db: Optional[str] = None
+    flush_interval_ms: float = 1000.0
+    #: The model (and tier) cost avoided by routing is measured against; default: the strongest.
+    baseline_model: Optional[str] = None
+    baseline_tier: str = "gpu-standard"
+    reservation_ttl_s: float = 300.0
+    budgets: Tuple[Budget, ...] = ()
     source: str = "<default config>"
 
 
@@ -107,7 +178,17 @@ def load_config(config: ConfigInput = None) -> Config:
         return ConfigError(f"{source}:{line or '?'}: {fld}: {msg}", file=source, line=line, field=fld)
 
     merged: Dict[str, Dict[str, Any]] = {s: dict(v) for s, v in base.items()}
+    budgets: List[Budget] = []
     for section, values in user.items():
+        if section == "budgets":
+            if not isinstance(values, list) or not all(isinstance(b, Mapping) for b in values):
+                raise fail("budgets", None, "must be an array of [[budgets]] tables")
+            for i, b in enumerate(values):
+                try:
+                    budgets.extend(budgets_from_table(b, f"budgets[{i}]"))
+                except ConfigError as e:
+                    raise ConfigError(f"{source}: {e}", file=source, field=e.field) from None
+            continue
         if section not in _SCHEMA:
             raise fail(section, None, f"unknown section (expected one of {sorted(_SCHEMA)})")
         if not isinstance(values, Mapping):
@@ -120,7 +201,7 @@ def load_config(config: ConfigInput = None) -> Config:
             if not ok:
                 raise fail(section, key, f"has the wrong type {type(v).__name__}")
             merged[section][key] = v
-    r, c, k = merged["router"], merged["cache"], merged["catalog"]
+    r, c, k, a = merged["router"], merged["cache"], merged["catalog"], merged["accounting"]
 
     def positive(section: str, key: str, v: Any, allow_inf: bool = False) -> float:
         if isinstance(v, float) and math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
@@ -130,6 +211,9 @@ def load_config(config: ConfigInput = None) -> Config:
     positive("router", "default_latency_budget_ms", r["default_latency_budget_ms"], allow_inf=True)
     positive("router", "max_prompt_bytes", r["max_prompt_bytes"])
     positive("cache", "ttl_s", c["ttl_s"])
+    positive("accounting", "flush_interval_ms", a["flush_interval_ms"])
+    if a["reservation_ttl_s"] < 0 or not math.isfinite(a["reservation_ttl_s"]):
+        raise fail("accounting", "reservation_ttl_s", "must be a number of seconds ≥ 0")
     if c["max_entries"] < 0 or c["max_bytes"] < 0:
         raise fail("cache", "max_entries" if c["max_entries"] < 0 else "max_bytes", "must be ≥ 0")
     if not r["default_tenant"]:
@@ -160,5 +244,11 @@ def load_config(config: ConfigInput = None) -> Config:
         cache_ttl_s=float(c["ttl_s"]),
         catalog_files=tuple(root / f for f in k["files"]),
         include_default_catalog=k["include_default"],
+        accounting_db=(str(root / a["db"]) if a["db"] not in ("", ":memory:") else a["db"]) if "db" in a else None,
+        flush_interval_ms=float(a["flush_interval_ms"]),
+        baseline_model=a.get("baseline_model"),
+        baseline_tier=a["baseline_tier"],
+        reservation_ttl_s=float(a["reservation_ttl_s"]),
+        budgets=tuple(budgets),
         source=source,
     )

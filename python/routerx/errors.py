@@ -16,6 +16,7 @@ __all__ = [
     "UnknownModelError",
     "NoRouteError",
     "ConfigError",
+    "BudgetExceededError",
 ]
 
 
@@ -56,6 +57,21 @@ class ConfigError(RouterxError, ValueError):
         self.file = file
         self.line = line
         self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BudgetExceededError(RouterxError, RuntimeError):
+    """A budget whose action is ``reject`` has no room for the request (gRPC: RESOURCE_EXHAUSTED).
+
+    ``scope`` names the limit's scope, e.g. ``tenant:acme``; the message names the limit.
+    """
+
+    def __init__(self, message: str, scope: Optional[str] = None) -> None:
+        super().__init__(message, scope)
+        self.message = message
+        self.scope = scope
 
     def __str__(self) -> str:
         return self.message

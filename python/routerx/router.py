@@ -10,14 +10,25 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from . import _core
 from ._core import Decision
-from .config import Config, ConfigInput, load_config
+from .accounting.store import AccountingStore, default_db_path, row_to_dict
+from .config import BUDGET_ACTIONS, Budget, Config, ConfigInput, load_config
 from .errors import ConfigError, InvalidConstraintError, InvalidRequestError
 from .policy.catalog import Catalog
-from .policy.policy import compile_policy
+from .policy.policy import compile_accounting, compile_policy
 
 Message = Mapping[str, Any]
 Prompt = Union[str, bytes, Sequence[Message]]
 _Extras = Tuple[str, int, str, Optional[int]]
+_Labels = Tuple[str, str, str]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+#: ``Router(db=DEFAULT_DB)``: the config's ``[accounting] db``, else ``$ROUTERX_DB``, else the default file.
+DEFAULT_DB: Any = _Default()
 
 
 class Recorded(NamedTuple):
@@ -31,7 +42,10 @@ class Router:
     Thread-safe: share one instance. Every method crosses into the core once, with the GIL released.
     """
 
-    def __init__(self, config: ConfigInput = None, *, catalog: Optional[Catalog] = None) -> None:
+    def __init__(self, config: ConfigInput = None, *, catalog: Optional[Catalog] = None, db: Union[None, str, Path, Any] = DEFAULT_DB) -> None:
+        """``config``: a TOML path, a dict of the same shape, or None for the embedded defaults.
+        ``db``: the accounting database (a path; None or ":memory:" for none); by default the
+        config's ``[accounting] db``, else ``$ROUTERX_DB``, else ``~/.local/state/routerx/accounting.db``."""
         self.config: Config = load_config(config)
         self.catalog: Catalog = catalog or Catalog.load(self.config.catalog_files, include_default=self.config.include_default_catalog)
         classifier_json = None
@@ -41,6 +55,7 @@ class Router:
             except (OSError, UnicodeDecodeError) as e:
                 raise ConfigError(f"{self.config.classifier}: cannot read classifier model: {e}", file=str(self.config.classifier)) from e
         models, candidates, settings = compile_policy(self.catalog, self.config.policy)
+        energy, baseline = compile_accounting(self.catalog, self.config.policy, self.config.baseline_model, self.config.baseline_tier)
         self._core = _core.Core(
             models,
             candidates,
@@ -51,11 +66,22 @@ class Router:
             cache_max_entries=self.config.cache_max_entries,
             cache_max_bytes=self.config.cache_max_bytes,
             cache_ttl_s=self.config.cache_ttl_s,
+            energy=energy,
+            baseline=baseline,
         )
+        self._core.set_reservation_ttl(self.config.reservation_ttl_s)
         self._tenant = self.config.default_tenant
         self._default = self._constraints(None, None, None, None, None, False, False, None)
         self._allowed_cache: Dict[Tuple[str, ...], List[int]] = {}
         self._lock = threading.Lock()
+        if db is DEFAULT_DB:
+            db = self.config.accounting_db if self.config.accounting_db is not None else default_db_path()
+        self.db_path: Optional[str] = None if db is None or str(db) in ("", ":memory:") else str(db)
+        self._store: Optional[AccountingStore] = None
+        if self.db_path is not None:
+            self._store = AccountingStore(self.db_path, self._core.drain_deltas, self.config.flush_interval_ms / 1000.0)
+        for b in self.config.budgets:
+            self._apply_budget(b)
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -74,6 +100,9 @@ class Router:
         ttl_s: Optional[float] = None,
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         params: Optional[Mapping[str, Any]] = None,
+        agent: Optional[str] = None,
+        workflow: Optional[str] = None,
+        step: Optional[str] = None,
     ) -> Decision:
         """Decides who answers ``prompt`` (a string or a list of ``{"role", "content"}`` messages).
 
@@ -81,7 +110,9 @@ class Router:
         ``max_cost_usd``, ``min_quality`` (0–1, overrides the complexity-derived requirement),
         ``models`` (allowed model names). ``tools`` and ``params`` (sampling parameters) are part of
         the cache key. Cache controls: ``no_cache`` (do not read), ``no_store`` (do not write the
-        recorded answer), ``ttl_s``.
+        recorded answer), ``ttl_s``. Labels ``agent``, ``workflow`` and ``step`` attribute the
+        request's spend in the ledger and select its budgets; they are not part of the cache key.
+        Raises ``BudgetExceededError`` when a ``reject`` budget has no room for it.
         """
         if (
             latency_budget_ms is None
@@ -97,7 +128,8 @@ class Router:
         else:
             c = self._constraints(latency_budget_ms, max_cost_usd, min_quality, models, strict, no_cache, no_store, ttl_s)
         extras = None if tools is None and params is None else _extras(tools, params)
-        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras)
+        labels = None if agent is None and workflow is None and step is None else _labels(agent, workflow, step)
+        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels)
 
     def route_many(self, requests: Sequence[Union[Prompt, Mapping[str, Any]]], **constraints: Any) -> List[Decision]:
         """Routes a batch in one call into the core.
@@ -105,7 +137,7 @@ class Router:
         Each item is a prompt, or a dict ``{"prompt": ..., **per-request options}`` whose options
         override the shared ``constraints``. A bad item fails the batch, naming its index.
         """
-        items: List[Tuple[Prompt, str, _core.Constraints, Optional[_Extras]]] = []
+        items: List[Tuple[Prompt, str, _core.Constraints, Optional[_Extras], Optional[_Labels]]] = []
         for i, r in enumerate(requests):
             opts = dict(constraints)
             if isinstance(r, Mapping):
@@ -117,6 +149,7 @@ class Router:
                 prompt = r
             tenant = opts.pop("tenant", None)
             tools, params = opts.pop("tools", None), opts.pop("params", None)
+            agent, workflow, step = opts.pop("agent", None), opts.pop("workflow", None), opts.pop("step", None)
             try:
                 c = self._constraints(
                     opts.pop("latency_budget_ms", None),
@@ -131,9 +164,10 @@ class Router:
                 if opts:
                     raise InvalidRequestError(f"unknown options {sorted(opts)}", "options")
                 extras = None if tools is None and params is None else _extras(tools, params)
+                labels = None if agent is None and workflow is None and step is None else _labels(agent, workflow, step)
             except InvalidRequestError as e:
                 raise type(e)(f"requests[{i}]: {e}", e.field) from None
-            items.append((prompt, tenant if tenant is not None else self._tenant, c, extras))
+            items.append((prompt, tenant if tenant is not None else self._tenant, c, extras, labels))
         return self._core.route_many(items)
 
     def _constraints(
@@ -193,6 +227,82 @@ class Router:
         cost, stored = self._core.record(decision, response_text, input_tokens, output_tokens, latency_ms, ok)
         return Recorded(cost, stored)
 
+    # -- budgets and accounting ------------------------------------------------------------------
+
+    def set_budget(
+        self,
+        scope: str,
+        *,
+        usd_per_hour: Optional[float] = None,
+        usd_per_day: Optional[float] = None,
+        usd_per_month: Optional[float] = None,
+        tokens_per_hour: Optional[float] = None,
+        tokens_per_day: Optional[float] = None,
+        tokens_per_month: Optional[float] = None,
+        action: str = "warn",
+    ) -> List[Budget]:
+        """Adds or replaces limits for ``scope`` (``tenant:NAME``, ``agent:NAME``, ``workflow:NAME``).
+
+        ``action``: ``warn`` (serve, ``decision.budget_action == "warn"``), ``downgrade`` (route to
+        the cheapest candidate that meets the request's minimum quality), ``reject`` (raise
+        ``BudgetExceededError``). What was already spent in the current window — read from the
+        accounting database when there is one — counts. Returns the limits set."""
+        given = {
+            ("usd", "hour"): usd_per_hour, ("usd", "day"): usd_per_day, ("usd", "month"): usd_per_month,
+            ("tokens", "hour"): tokens_per_hour, ("tokens", "day"): tokens_per_day, ("tokens", "month"): tokens_per_month,
+        }  # fmt: skip
+        out = [Budget(scope, w, m, v, action) for (m, w), v in given.items() if v is not None]
+        if not out:
+            raise InvalidConstraintError("set_budget: give at least one limit (usd_per_day=50, tokens_per_hour=2e6, ...)", "limit")
+        for b in out:
+            try:
+                b.validate("set_budget")
+            except ConfigError as e:
+                raise InvalidConstraintError(str(e), e.field) from None
+        for b in out:
+            self._apply_budget(b)
+        return out
+
+    def _apply_budget(self, b: Budget) -> None:
+        if b.action not in BUDGET_ACTIONS:
+            raise InvalidConstraintError(f"action must be one of {BUDGET_ACTIONS}, got {b.action!r}", "action")
+        spent: Optional[float] = None
+        if self._store is not None:
+            usd, tokens = self._store.spent(b.scope, _window_start(b.window))
+            spent = usd if b.metric == "usd" else float(tokens)
+        self._core.set_budget(b.scope, b.window, b.metric, float(b.limit), b.action, spent)
+
+    def remove_budget(self, scope: str, window: Optional[str] = None, metric: Optional[str] = None) -> int:
+        """Removes the limits of ``scope`` (all, or those of one window and/or metric). Returns how many."""
+        return self._core.remove_budget(scope, window, metric)
+
+    def budgets(self) -> List[Dict[str, Any]]:
+        """Every limit with its state in the current window: spent, reserved, and how many requests
+        it warned, downgraded and rejected."""
+        return self._core.budgets()
+
+    def ledger(self) -> List[Dict[str, Any]]:
+        """Cumulative accounting since this router started, one dict per (tenant, agent, workflow,
+        step, model, tier). For all-time totals read the database (``routerx stats``)."""
+        return [row_to_dict(r) for r in self._core.ledger()]
+
+    def flush(self) -> int:
+        """Writes pending accounting to the database now (the background thread does it every
+        flush interval). Returns how many rows were written."""
+        return self._store.flush() if self._store is not None else 0
+
+    def close(self) -> None:
+        """Flushes and closes the accounting database. The router still routes afterwards."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> "Router":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     # -- inspection and maintenance -------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
@@ -218,6 +328,32 @@ class Router:
         ref = self.catalog.model(self.config.policy.reference_model or self.catalog.strongest().name)
         tier = next((t for t in ref.tiers if t.name == "gpu-standard"), ref.tiers[0])
         return (decision.input_tokens * tier.price_in + decision.predicted_output_tokens * tier.price_out) / 1e6
+
+
+def _window_start(window: str) -> float:
+    """Unix seconds at which the current UTC hour, day or month started."""
+    import datetime as _dt
+
+    now = _dt.datetime.now(_dt.timezone.utc)
+    if window == "hour":
+        start = now.replace(minute=0, second=0, microsecond=0)
+    elif window == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.timestamp()
+
+
+def _labels(agent: Optional[str], workflow: Optional[str], step: Optional[str]) -> _Labels:
+    out = []
+    for name, v in (("agent", agent), ("workflow", workflow), ("step", step)):
+        if v is None:
+            out.append("")
+        elif not isinstance(v, str):
+            raise InvalidRequestError(f"{name}: must be a string, got {type(v).__name__}", name)
+        else:
+            out.append(v)
+    return out[0], out[1], out[2]
 
 
 def _extras(tools: Optional[Sequence[Mapping[str, Any]]], params: Optional[Mapping[str, Any]]) -> _Extras:
@@ -248,6 +384,7 @@ DECISION_FIELDS = (
     "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens",
     "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality",
     "within_budget", "violations", "fallbacks", "reason", "route_ns",
+    "agent", "workflow", "step", "budget_action",
 )  # fmt: skip
 
 

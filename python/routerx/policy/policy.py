@@ -54,3 +54,17 @@ def compile_policy(catalog: Catalog, settings: PolicySettings) -> Tuple[List[Mod
         raise ConfigError("every tier of every model is excluded: nothing to route to", field="router.excluded_tiers")
     ref = catalog.index(settings.reference_model) if settings.reference_model else catalog.index(catalog.strongest().name)
     return models, candidates, (settings.quality_floor, settings.quality_span, settings.max_fallbacks, ref)
+
+
+def compile_accounting(
+    catalog: Catalog, settings: PolicySettings, baseline_model: Optional[str] = None, baseline_tier: str = "gpu-standard"
+) -> Tuple[List[float], Tuple[float, float]]:
+    """Energy per candidate (joules per output token, in ``compile_policy``'s candidate order) and the
+    baseline's USD per (input, output) token: the model the user would otherwise have called —
+    ``baseline_model`` (default: the reference, else the strongest model) at ``baseline_tier``
+    (or its first tier)."""
+    energy = [t.energy_j_per_token for m in catalog.models for t in m.tiers if t.name not in settings.excluded_tiers]
+    name = baseline_model or settings.reference_model or catalog.strongest().name
+    ref = catalog.model(name)
+    tier = next((t for t in ref.tiers if t.name == baseline_tier), ref.tiers[0])
+    return energy, (tier.price_in / 1e6, tier.price_out / 1e6)

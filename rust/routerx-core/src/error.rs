@@ -17,6 +17,10 @@ pub enum Error {
     /// Strict mode and no (model, tier) satisfies every constraint.
     #[error("no model fits: {reason}")]
     NoRoute { reason: String },
+    /// A budget with the `reject` action has no room for the request (`scope` names the limit's
+    /// scope, e.g. `tenant:acme`).
+    #[error("budget exceeded: {message}")]
+    BudgetExceeded { scope: String, message: String },
     /// A model or policy file could not be used; `file` names it.
     #[error("{file}: {message}")]
     Config { file: String, message: String },

@@ -6,6 +6,8 @@
 //! Flow of one request ([`router::Core::route`]): fingerprint → exact cache → features →
 //! classifier → policy table → [`router::RouteOutcome`].
 
+pub mod accounting;
+pub mod budgets;
 pub mod cache;
 pub mod classifier;
 pub mod error;

@@ -59,6 +59,11 @@ pub struct Request {
     pub params: String,
     /// The caller's cap on output tokens (`max_tokens`), which bounds predicted cost and latency.
     pub max_output_tokens: Option<u32>,
+    /// Accounting and budget labels (empty when not given). Not part of the cache key: the same
+    /// question asked by two agents of one tenant has one answer.
+    pub agent: String,
+    pub workflow: String,
+    pub step: String,
 }
 
 impl Request {
@@ -75,6 +80,11 @@ impl Request {
     pub fn validate(&self, max_bytes: usize) -> Result<()> {
         if self.tenant.is_empty() || self.tenant.len() > 256 {
             return Err(Error::invalid_request("tenant", "must be 1 to 256 bytes"));
+        }
+        for (field, v) in [("agent", &self.agent), ("workflow", &self.workflow), ("step", &self.step)] {
+            if v.len() > 256 {
+                return Err(Error::invalid_request(field, "must be at most 256 bytes"));
+            }
         }
         if self.messages.is_empty() {
             return Err(Error::invalid_request("messages", "at least one message is required"));

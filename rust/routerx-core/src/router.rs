@@ -6,6 +6,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
+use crate::accounting::{Call, Ledger, LedgerKey};
+use crate::budgets::{Action, Budgets, Labels, Reservation};
 use crate::cache::{CacheConfig, CacheStats, Entry, ExactCache};
 use crate::classifier::{Classification, Classifier};
 use crate::error::{Error, Result};
@@ -32,17 +34,52 @@ impl Default for CoreConfig {
     }
 }
 
+/// What accounting needs beside the policy table: energy per candidate and the savings baseline.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountingTable {
+    /// Estimated joules per output token of each candidate (same order as the table's candidates).
+    pub energy_j_per_token: Vec<f64>,
+    /// USD per (input, output) token of the baseline the user would otherwise have called; `None`
+    /// uses the reference model's gpu-standard (or first) candidate.
+    pub baseline_price: Option<(f64, f64)>,
+}
+
 /// A policy table with the names each candidate resolves to, shared by every outcome made with it.
 #[derive(Debug)]
 pub struct Compiled {
     pub table: PolicyTable,
     /// (model, provider, tier) of each candidate, as shared strings for cache entries and counters.
     pub names: Vec<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// Joules per output token of each candidate (0 when unknown).
+    pub energy: Vec<f64>,
+    /// USD per (input, output) token of the savings baseline.
+    pub baseline: (f64, f64),
 }
 
 impl Compiled {
     fn new(table: PolicyTable) -> Result<Compiled> {
+        Compiled::with_accounting(table, AccountingTable::default())
+    }
+
+    fn with_accounting(table: PolicyTable, acct: AccountingTable) -> Result<Compiled> {
         table.validate()?;
+        let n = table.candidates.len();
+        if !acct.energy_j_per_token.is_empty() && acct.energy_j_per_token.len() != n {
+            return Err(Error::config("accounting", format!("{} energy figures for {n} candidates", acct.energy_j_per_token.len())));
+        }
+        if acct.energy_j_per_token.iter().any(|e| !(e.is_finite() && *e >= 0.0)) {
+            return Err(Error::config("accounting", "energy per token must be a finite number ≥ 0"));
+        }
+        let energy = if acct.energy_j_per_token.is_empty() { vec![0.0; n] } else { acct.energy_j_per_token };
+        let baseline = match acct.baseline_price {
+            Some((pi, po)) if pi.is_finite() && po.is_finite() && pi >= 0.0 && po >= 0.0 => (pi, po),
+            Some(_) => return Err(Error::config("accounting", "baseline prices must be finite numbers ≥ 0")),
+            None => {
+                let refm = table.reference_model;
+                let of_ref = || table.candidates.iter().filter(|c| c.model == refm);
+                of_ref().find(|c| c.tier == "gpu-standard").or_else(|| of_ref().next()).map(|c| (c.price_in, c.price_out)).unwrap_or((0.0, 0.0))
+            }
+        };
         let models: Vec<(Arc<str>, Arc<str>)> = table.models.iter().map(|m| (Arc::from(m.name.as_str()), Arc::from(m.provider.as_str()))).collect();
         let names = table
             .candidates
@@ -52,7 +89,7 @@ impl Compiled {
                 (m.clone(), p.clone(), Arc::from(c.tier.as_str()))
             })
             .collect();
-        Ok(Compiled { table, names })
+        Ok(Compiled { table, names, energy, baseline })
     }
 }
 
@@ -93,12 +130,27 @@ pub enum Served {
     Routed(Routed),
 }
 
+/// What a budget did to a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetNote {
+    pub action: Action,
+    /// The limit, described (`tenant:acme $50.0000 per day`).
+    pub limit: String,
+    /// (model, tier) the request would have had without the downgrade.
+    pub downgraded_from: Option<(Arc<str>, Arc<str>)>,
+}
+
 /// Everything a decision needs, including what `record()` will need later.
-#[derive(Debug)]
 pub struct RouteOutcome {
     pub core_id: u64,
     pub key: Key,
     pub tenant: Arc<str>,
+    pub agent: Arc<str>,
+    pub workflow: Arc<str>,
+    pub step: Arc<str>,
+    /// Amounts held against the request's budgets until `record()` settles them.
+    pub reservation: Option<Arc<Reservation>>,
+    pub budget: Option<BudgetNote>,
     pub policy: Arc<Compiled>,
     pub cache_state: CacheState,
     pub cache_control: CacheControl,
@@ -108,7 +160,20 @@ pub struct RouteOutcome {
     pub route_ns: u64,
 }
 
+impl std::fmt::Debug for RouteOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, _, t) = self.names();
+        f.debug_struct("RouteOutcome").field("model", m).field("tier", t).field("cache_state", &self.cache_state).field("tenant", &self.tenant).field("budget", &self.budget).finish()
+    }
+}
+
 impl RouteOutcome {
+    /// The ledger key of this decision's answer.
+    pub fn ledger_key(&self) -> LedgerKey {
+        let (m, _, t) = self.names();
+        LedgerKey { tenant: self.tenant.clone(), agent: self.agent.clone(), workflow: self.workflow.clone(), step: self.step.clone(), model: m.clone(), tier: t.clone() }
+    }
+
     /// (model, provider, tier) of the answer: the cached entry's, or the chosen candidate's.
     pub fn names(&self) -> (&Arc<str>, &Arc<str>, &Arc<str>) {
         match &self.served {
@@ -142,6 +207,18 @@ impl RouteOutcome {
 
     /// One sentence a person can read in a log line.
     pub fn reason(&self) -> String {
+        let base = self.base_reason();
+        match &self.budget {
+            None => base,
+            Some(b) => match (&b.action, &b.downgraded_from) {
+                (Action::Downgrade, Some((m, t))) => format!("{base}; budget downgrade: {} has no room for {m}/{t}, so the cheapest candidate meeting the minimum quality answers", b.limit),
+                (Action::Downgrade, None) => format!("{base}; budget downgrade: {} has no room", b.limit),
+                _ => format!("{base}; budget warning: this request goes over {}", b.limit),
+            },
+        }
+    }
+
+    fn base_reason(&self) -> String {
         let (model, _, tier) = self.names();
         match &self.served {
             Served::Hit(e) => format!(
@@ -201,6 +278,9 @@ pub struct Core {
     policy: ArcSwap<Compiled>,
     cache: ExactCache,
     stats: Stats,
+    ledger: Ledger,
+    budgets: Budgets,
+    empty: Arc<str>,
     cfg: CoreConfig,
 }
 
@@ -216,6 +296,9 @@ impl Core {
             policy: ArcSwap::from_pointee(Compiled::new(table)?),
             cache: ExactCache::new(cfg.cache.clone()),
             stats: Stats::new(),
+            ledger: Ledger::new(),
+            budgets: Budgets::new(),
+            empty: Arc::from(""),
             cfg,
         })
     }
@@ -237,6 +320,34 @@ impl Core {
     pub fn set_policy(&self, table: PolicyTable) -> Result<()> {
         self.policy.store(Arc::new(Compiled::new(table)?));
         Ok(())
+    }
+
+    /// Swaps the policy table together with its accounting figures (energy, savings baseline).
+    pub fn set_policy_with_accounting(&self, table: PolicyTable, acct: AccountingTable) -> Result<()> {
+        self.policy.store(Arc::new(Compiled::with_accounting(table, acct)?));
+        Ok(())
+    }
+
+    /// Keeps the policy table, replaces its accounting figures.
+    pub fn set_accounting(&self, acct: AccountingTable) -> Result<()> {
+        let cur = self.policy.load_full();
+        self.set_policy_with_accounting(cur.table.clone(), acct)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    fn label(&self, s: &str) -> Arc<str> {
+        if s.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::from(s)
+        }
     }
 
     pub fn set_classifier(&self, c: Classifier) {
@@ -262,7 +373,9 @@ impl Core {
                 };
                 match &o.served {
                     Served::Hit(e) => {
-                        k.avoided_nano.fetch_add(to_nano(e.cost_usd), Relaxed);
+                        let avoided = to_nano(e.cost_usd);
+                        k.avoided_nano.fetch_add(avoided, Relaxed);
+                        self.ledger.record_hit(&o.ledger_key(), avoided);
                     }
                     Served::Routed(r) => {
                         if !r.choice.within_budget() {
@@ -293,10 +406,16 @@ impl Core {
         let key = fingerprint(req, scope);
         let now = unix_now();
         let tenant: Arc<str> = Arc::from(req.tenant.as_str());
-        let outcome = |cache_state, served| RouteOutcome {
+        let (agent, workflow, step) = (self.label(&req.agent), self.label(&req.workflow), self.label(&req.step));
+        let outcome = |cache_state, served, reservation, budget| RouteOutcome {
             core_id: self.id,
             key,
             tenant: tenant.clone(),
+            agent: agent.clone(),
+            workflow: workflow.clone(),
+            step: step.clone(),
+            reservation,
+            budget,
             policy: policy.clone(),
             cache_state,
             cache_control: c.cache,
@@ -309,7 +428,7 @@ impl Core {
         } else {
             if let Some(e) = self.cache.get(key, now) {
                 if self.hit_meets_quality(&policy, &e, c) {
-                    return Ok(outcome(CacheState::Exact, Served::Hit(e)));
+                    return Ok(outcome(CacheState::Exact, Served::Hit(e), None, None));
                 }
             }
             CacheState::Miss
@@ -317,8 +436,73 @@ impl Core {
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
-        let choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
-        Ok(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice })))
+        let mut choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
+        let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, &mut choice, now)?;
+        Ok(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget))
+    }
+
+    /// Reserves the decision's predicted cost and tokens against the request's budgets; on a
+    /// limit with no room: reject, downgrade (re-choose at the minimum quality only), or warn.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_budgets(
+        &self,
+        req: &Request,
+        policy: &Compiled,
+        class: &Classification,
+        input_tokens: u32,
+        output_tokens: u32,
+        c: &Constraints,
+        choice: &mut Choice,
+        now: f64,
+    ) -> Result<(Option<Arc<Reservation>>, Option<BudgetNote>)> {
+        if self.budgets.is_empty() {
+            return Ok((None, None));
+        }
+        let limits = self.budgets.applicable(&Labels { tenant: &req.tenant, agent: &req.agent, workflow: &req.workflow });
+        if limits.is_empty() {
+            return Ok((None, None));
+        }
+        let tokens = input_tokens as u64 + output_tokens as u64;
+        let ex = match self.budgets.try_reserve(&limits, to_nano(choice.chosen.cost_usd), tokens, now) {
+            Ok(r) => return Ok((Some(r), None)),
+            Err(ex) => ex,
+        };
+        let limit = ex.limit.spec.describe();
+        match ex.action {
+            Action::Reject => {
+                ex.limit.rejected.fetch_add(1, Relaxed);
+                Err(Error::BudgetExceeded {
+                    scope: ex.limit.spec.scope.to_string(),
+                    message: format!("{limit}: no room for this request's predicted {} (${:.6}, {tokens} tokens)", {
+                        let n = &policy.names[choice.chosen.candidate as usize];
+                        format!("{}/{}", n.0, n.2)
+                    }, choice.chosen.cost_usd),
+                })
+            }
+            Action::Warn => {
+                ex.limit.warned.fetch_add(1, Relaxed);
+                let r = self.budgets.force_reserve(&limits, to_nano(choice.chosen.cost_usd), tokens, now);
+                Ok((Some(r), Some(BudgetNote { action: Action::Warn, limit, downgraded_from: None })))
+            }
+            Action::Downgrade => {
+                ex.limit.downgraded.fetch_add(1, Relaxed);
+                let from = {
+                    let n = &policy.names[choice.chosen.candidate as usize];
+                    (n.0.clone(), n.2.clone())
+                };
+                // The minimum quality only: the caller's min_quality, else the floor (complexity 0).
+                let floor = Constraints { strict: false, ..c.clone() };
+                let cheaper = policy.table.choose(class.category, 0.0, input_tokens, output_tokens, &floor)?;
+                *choice = cheaper;
+                let usd = to_nano(choice.chosen.cost_usd);
+                let r = match self.budgets.try_reserve(&limits, usd, tokens, now) {
+                    Ok(r) => r,
+                    Err(_) => self.budgets.force_reserve(&limits, usd, tokens, now),
+                };
+                let changed = policy.names[choice.chosen.candidate as usize].0 != from.0 || policy.names[choice.chosen.candidate as usize].2 != from.1;
+                Ok((Some(r), Some(BudgetNote { action: Action::Downgrade, limit, downgraded_from: if changed { Some(from) } else { None } })))
+            }
+        }
     }
 
     /// A cached answer from a model the caller would now consider too weak is not a hit.
@@ -343,8 +527,28 @@ impl Core {
             // Answered from the cache: no model call happened, nothing to account or store.
             return Ok(Recorded { cost_usd: 0.0, stored: false });
         };
-        let cand = &o.policy.table.candidates[r.choice.chosen.candidate as usize];
+        let ci = r.choice.chosen.candidate as usize;
+        let cand = &o.policy.table.candidates[ci];
         let cost = cand.cost(input_tokens, output_tokens);
+        let cost_nano = to_nano(cost);
+        let now = unix_now();
+        if let Some(res) = &o.reservation {
+            res.settle(cost_nano, input_tokens as u64 + output_tokens as u64, now);
+        }
+        let (bi, bo) = o.policy.baseline;
+        let baseline_nano = to_nano(input_tokens as f64 * bi + output_tokens as f64 * bo);
+        self.ledger.record_call(
+            &o.ledger_key(),
+            &Call {
+                input_tokens,
+                output_tokens,
+                cost_nano,
+                avoided_routing_nano: baseline_nano as i64 - cost_nano as i64,
+                energy_mj: (o.policy.energy[ci] * output_tokens as f64 * 1e3).round() as u64,
+                latency_ms,
+                ok,
+            },
+        );
         k.input_tokens.fetch_add(input_tokens as u64, Relaxed);
         k.output_tokens.fetch_add(output_tokens as u64, Relaxed);
         k.cost_nano.fetch_add(to_nano(cost), Relaxed);
@@ -355,7 +559,6 @@ impl Core {
         if o.cache_control.no_store {
             return Ok(Recorded { cost_usd: cost, stored: false });
         }
-        let now = unix_now();
         let ttl = o.cache_control.ttl_s.unwrap_or(self.cfg.cache.default_ttl_s);
         let (model, provider, tier) = o.names();
         let entry = Entry::new(
@@ -472,6 +675,88 @@ mod tests {
         let k = &core.stats().counters;
         assert_eq!((k.requests.load(Relaxed), k.errors.load(Relaxed)), (3, 3));
         assert_eq!(core.cache_stats().entries, 0);
+    }
+
+    fn labelled(tenant: &str, agent: &str, workflow: &str, prompt: &str) -> Request {
+        Request { agent: agent.into(), workflow: workflow.into(), step: "s1".into(), ..Request::from_prompt(tenant, prompt) }
+    }
+
+    #[test]
+    fn ledger_attributes_calls_and_hits() {
+        let core = core();
+        core.set_accounting(AccountingTable { energy_j_per_token: vec![0.5, 1.0, 1.0, 2.0, 2.0], baseline_price: None }).unwrap();
+        let req = labelled("acme", "bot", "etl", "hello there");
+        let o = core.route(&req, &Constraints::default()).unwrap();
+        assert_eq!(&**o.names().0, "small");
+        let rec = core.record(&o, "hi".into(), 100, 40, 80.0, true).unwrap();
+        // small/gpu-standard: $0.1/M in and out; baseline big/gpu-standard: $3/M in, $15/M out.
+        assert_eq!(to_nano(rec.cost_usd), 14_000);
+        let hit = core.route(&labelled("acme", "other-agent", "etl", "hello there"), &Constraints::default()).unwrap();
+        assert_eq!(hit.cache_state, CacheState::Exact, "labels are not part of the cache key");
+        let snap = core.ledger().snapshot();
+        assert_eq!(snap.len(), 2);
+        let (k0, t0) = &snap[0];
+        assert_eq!((&*k0.tenant, &*k0.agent, &*k0.workflow, &*k0.step, &*k0.model, &*k0.tier), ("acme", "bot", "etl", "s1", "small", "gpu-standard"));
+        assert_eq!((t0.calls, t0.cache_hits, t0.input_tokens, t0.output_tokens, t0.cost_nano), (1, 0, 100, 40, 14_000));
+        assert_eq!(t0.avoided_routing_nano, 300_000 + 600_000 - 14_000);
+        assert_eq!(t0.energy_mj, 20_000);
+        let (k1, t1) = &snap[1];
+        assert_eq!(&*k1.agent, "other-agent");
+        assert_eq!((t1.calls, t1.cache_hits, t1.avoided_cache_nano), (0, 1, 14_000));
+        // Recording a hit accounts nothing more.
+        core.record(&hit, "x".into(), 1, 1, 1.0, true).unwrap();
+        assert_eq!(core.ledger().total().requests(), 2);
+        assert!(core.set_accounting(AccountingTable { energy_j_per_token: vec![1.0], baseline_price: None }).is_err());
+    }
+
+    fn budget(core: &Core, scope: &str, metric: crate::budgets::Metric, limit: u64, action: Action) {
+        use crate::budgets::{LimitSpec, Scope, Window};
+        core.budgets().set(LimitSpec { scope: Scope::parse(scope).unwrap(), window: Window::Day, metric, limit, action }, None, unix_now()).unwrap();
+    }
+
+    #[test]
+    fn budgets_reject_downgrade_warn() {
+        use crate::budgets::Metric;
+        let core = core();
+        let hard = Constraints { min_quality: None, ..Default::default() };
+        let prompt = "Prove that there are infinitely many primes, step by step, with a rigorous argument.";
+        // Reject: a token budget too small for any request.
+        budget(&core, "tenant:r", Metric::Tokens, 5, Action::Reject);
+        let e = core.route(&Request::from_prompt("r", prompt), &hard).unwrap_err();
+        assert!(matches!(&e, Error::BudgetExceeded { scope, .. } if scope == "tenant:r"), "{e}");
+        assert_eq!(core.budgets().states(unix_now())[0].rejected, 1);
+        // Other tenants are not subject to it.
+        assert!(core.route(&Request::from_prompt("free", prompt), &hard).is_ok());
+        // Downgrade: the workflow's budget has no room for the strong model.
+        let strong = Constraints { min_quality: Some(0.9), ..Default::default() };
+        let o = core.route(&Request::from_prompt("d", prompt), &strong).unwrap();
+        assert_eq!(&**o.names().0, "big");
+        budget(&core, "workflow:w", Metric::Usd, 1, Action::Downgrade);
+        let o = core.route(&labelled("d", "", "w", prompt), &Constraints::default()).unwrap();
+        let b = o.budget.clone().unwrap();
+        assert_eq!(b.action, Action::Downgrade);
+        assert_eq!(&**o.names().0, "small", "the floor (0.4) only needs the small model");
+        assert!(o.reason().contains("budget downgrade"), "{}", o.reason());
+        // Warn: served as routed, with a note; the spend is charged at record().
+        budget(&core, "agent:a", Metric::Usd, 1, Action::Warn);
+        let o = core.route(&labelled("x", "a", "", prompt), &Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() }).unwrap();
+        assert_eq!(o.budget.as_ref().unwrap().action, Action::Warn);
+        core.record(&o, "ok".into(), 1000, 1000, 5.0, true).unwrap();
+        let st = core.budgets().states(unix_now());
+        let a = st.iter().find(|s| s.spec.scope.to_string() == "agent:a").unwrap();
+        assert_eq!((a.reserved, a.warned), (0, 1));
+        assert!(a.spent > 1);
+    }
+
+    #[test]
+    fn unrecorded_decisions_release_their_reservation() {
+        use crate::budgets::Metric;
+        let core = core();
+        budget(&core, "tenant:t", Metric::Tokens, 1_000_000, Action::Reject);
+        let o = core.route(&Request::from_prompt("t", "hello there"), &Constraints::default()).unwrap();
+        assert!(core.budgets().states(unix_now())[0].reserved > 0);
+        drop(o);
+        assert_eq!(core.budgets().states(unix_now())[0].reserved, 0);
     }
 
     #[test]

@@ -84,6 +84,18 @@ impl Stats {
         v
     }
 
+    /// Cumulative counts of route latencies ≤ each bound (ns), the sum (ns) and the count: a
+    /// Prometheus histogram read at scrape time from the same shards.
+    pub fn latency_buckets(&self, bounds_ns: &[u64]) -> (Vec<u64>, f64, u64) {
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+        for h in self.hist.iter() {
+            all.add(&*h.lock()).expect("same bounds");
+        }
+        let counts = bounds_ns.iter().map(|&b| if b == 0 { 0 } else { all.count_between(0, b.min(all.high())) }).collect();
+        let n = all.len();
+        (counts, if n == 0 { 0.0 } else { all.mean() * n as f64 }, n)
+    }
+
     pub fn latency(&self) -> LatencySummary {
         let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
         for h in self.hist.iter() {
@@ -100,7 +112,7 @@ impl Stats {
     }
 }
 
-fn thread_shard() -> usize {
+pub(crate) fn thread_shard() -> usize {
     use std::cell::Cell;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     thread_local!(static SHARD: Cell<usize> = const { Cell::new(usize::MAX) });

@@ -13,7 +13,9 @@ use routerx_core::cache::CacheConfig;
 use routerx_core::classifier::{Category, Classifier, N_CATEGORIES};
 use routerx_core::policy::{Candidate, ModelInfo, PolicyTable, Scored};
 use routerx_core::request::{CacheControl, Constraints, Message, Request, Role};
-use routerx_core::router::{Core, CoreConfig, RouteOutcome, Served};
+use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
+use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
+use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
 use routerx_core::stats::to_nano;
 use routerx_core::Error;
 
@@ -23,6 +25,7 @@ mod exc {
     pyo3::import_exception!(routerx.errors, UnknownModelError);
     pyo3::import_exception!(routerx.errors, NoRouteError);
     pyo3::import_exception!(routerx.errors, ConfigError);
+    pyo3::import_exception!(routerx.errors, BudgetExceededError);
 }
 
 fn to_py_err(e: Error) -> PyErr {
@@ -33,6 +36,7 @@ fn to_py_err(e: Error) -> PyErr {
         Error::UnknownModel { .. } => exc::UnknownModelError::new_err((msg, "models")),
         Error::NoRoute { .. } => exc::NoRouteError::new_err(msg),
         Error::Config { file, .. } => exc::ConfigError::new_err((msg, file)),
+        Error::BudgetExceeded { scope, .. } => exc::BudgetExceededError::new_err((msg, scope)),
     }
 }
 
@@ -108,9 +112,17 @@ fn messages_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
 #[derive(FromPyObject)]
 struct Extras(String, u32, String, Option<u32>);
 
-fn request_of(prompt: &Bound<'_, PyAny>, tenant: String, extras: Option<Extras>) -> PyResult<Request> {
+/// Accounting and budget labels: `(agent, workflow, step)`, empty strings for none.
+type Labels = (String, String, String);
+
+fn request_of(prompt: &Bound<'_, PyAny>, tenant: String, extras: Option<Extras>, labels: Option<Labels>) -> PyResult<Request> {
     let messages = messages_of(prompt)?;
     let mut r = Request { tenant, messages, ..Default::default() };
+    if let Some((agent, workflow, step)) = labels {
+        r.agent = agent;
+        r.workflow = workflow;
+        r.step = step;
+    }
     if let Some(Extras(tools, tool_count, params, max_tokens)) = extras {
         r.tools = tools;
         r.tool_count = tool_count;
@@ -217,6 +229,23 @@ impl PyDecision {
     #[getter]
     fn tenant(&self) -> &str {
         &self.0.tenant
+    }
+    #[getter]
+    fn agent(&self) -> Option<&str> {
+        Some(&*self.0.agent).filter(|s| !s.is_empty())
+    }
+    #[getter]
+    fn workflow(&self) -> Option<&str> {
+        Some(&*self.0.workflow).filter(|s| !s.is_empty())
+    }
+    #[getter]
+    fn step(&self) -> Option<&str> {
+        Some(&*self.0.step).filter(|s| !s.is_empty())
+    }
+    /// What a budget did to this decision: None, "warn" or "downgrade" (a "reject" raises).
+    #[getter]
+    fn budget_action(&self) -> Option<&'static str> {
+        self.0.budget.as_ref().map(|b| b.action.as_str())
     }
     #[getter]
     fn category(&self) -> &'static str {
@@ -348,7 +377,7 @@ struct PyCore(Arc<Core>);
 #[pymethods]
 impl PyCore {
     #[new]
-    #[pyo3(signature = (models, candidates, settings, classifier_json=None, classifier_source="<embedded>".to_owned(), max_prompt_bytes=4<<20, cache_max_entries=100_000, cache_max_bytes=256<<20, cache_ttl_s=86_400.0))]
+    #[pyo3(signature = (models, candidates, settings, classifier_json=None, classifier_source="<embedded>".to_owned(), max_prompt_bytes=4<<20, cache_max_entries=100_000, cache_max_bytes=256<<20, cache_ttl_s=86_400.0, energy=None, baseline=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -361,8 +390,11 @@ impl PyCore {
         cache_max_entries: usize,
         cache_max_bytes: usize,
         cache_ttl_s: f64,
+        energy: Option<Vec<f64>>,
+        baseline: Option<(f64, f64)>,
     ) -> PyResult<Self> {
         let table = policy_table(models, candidates, settings)?;
+        let acct = AccountingTable { energy_j_per_token: energy.unwrap_or_default(), baseline_price: baseline };
         let cfg = CoreConfig {
             max_prompt_bytes,
             cache: CacheConfig { max_entries: cache_max_entries, max_bytes: cache_max_bytes, default_ttl_s: cache_ttl_s, ..Default::default() },
@@ -372,16 +404,18 @@ impl PyCore {
                 Some(text) => Classifier::from_json(&text, &classifier_source)?,
                 None => Classifier::default_model(),
             };
-            Core::new(cfg, classifier, table)
+            let core = Core::new(cfg, classifier, table.clone())?;
+            core.set_policy_with_accounting(table, acct)?;
+            Ok(core)
         })
         .map_err(to_py_err)?;
         Ok(PyCore(Arc::new(core)))
     }
 
     /// Routes one request: `prompt` is a string or a list of chat messages.
-    #[pyo3(signature = (prompt, tenant, constraints, extras=None))]
-    fn route(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>) -> PyResult<PyDecision> {
-        let req = request_of(prompt, tenant, extras)?;
+    #[pyo3(signature = (prompt, tenant, constraints, extras=None, labels=None))]
+    fn route(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>, labels: Option<Labels>) -> PyResult<PyDecision> {
+        let req = request_of(prompt, tenant, extras, labels)?;
         let c = constraints.get();
         let core = &self.0;
         let out = without_gil(py, || core.route(&req, &c.0)).map_err(to_py_err)?;
@@ -390,10 +424,11 @@ impl PyCore {
 
     /// Routes many requests in one call. Every request is checked before any is routed, so a bad
     /// one fails the batch (naming its index) without routing the rest.
-    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>)>) -> PyResult<Vec<PyDecision>> {
+    #[allow(clippy::type_complexity)]
+    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>, Option<Labels>)>) -> PyResult<Vec<PyDecision>> {
         let mut batch = Vec::with_capacity(items.len());
-        for (i, (prompt, tenant, c, extras)) in items.into_iter().enumerate() {
-            let req = request_of(&prompt, tenant, extras).map_err(|e| prefix_err(py, e, i))?;
+        for (i, (prompt, tenant, c, extras, labels)) in items.into_iter().enumerate() {
+            let req = request_of(&prompt, tenant, extras, labels).map_err(|e| prefix_err(py, e, i))?;
             batch.push((req, c.get().0.clone()));
         }
         let core = &self.0;
@@ -432,15 +467,126 @@ impl PyCore {
 
     /// Named feature vector of a request, in the classifier's order (for inspection and training).
     fn features<'py>(&self, py: Python<'py>, prompt: &Bound<'py, PyAny>) -> PyResult<Vec<(String, f32)>> {
-        let req = request_of(prompt, "features".into(), None)?;
+        let req = request_of(prompt, "features".into(), None, None)?;
         let c = self.0.classifier();
         let x = without_gil(py, || c.vectorize(&req, &routerx_core::features::Features::extract(&req)));
         Ok(c.feature_names().iter().cloned().zip(x).collect())
     }
 
-    fn set_policy(&self, py: Python<'_>, models: Vec<(String, String, u32, Vec<f32>)>, candidates: Vec<(u32, String, f64, f64, f64, f64, f64)>, settings: (f32, f32, usize, u32)) -> PyResult<()> {
+    #[pyo3(signature = (models, candidates, settings, energy=None, baseline=None))]
+    #[allow(clippy::type_complexity)]
+    fn set_policy(
+        &self,
+        py: Python<'_>,
+        models: Vec<(String, String, u32, Vec<f32>)>,
+        candidates: Vec<(u32, String, f64, f64, f64, f64, f64)>,
+        settings: (f32, f32, usize, u32),
+        energy: Option<Vec<f64>>,
+        baseline: Option<(f64, f64)>,
+    ) -> PyResult<()> {
         let t = policy_table(models, candidates, settings)?;
-        without_gil(py, || self.0.set_policy(t)).map_err(to_py_err)
+        let acct = AccountingTable { energy_j_per_token: energy.unwrap_or_default(), baseline_price: baseline };
+        without_gil(py, || self.0.set_policy_with_accounting(t, acct)).map_err(to_py_err)
+    }
+
+    /// Cumulative ledger rows since this core started: `(tenant, agent, workflow, step, model, tier, totals)`.
+    fn ledger<'py>(&self, py: Python<'py>) -> PyResult<Vec<LedgerRow<'py>>> {
+        let core = &self.0;
+        let rows = without_gil(py, || core.ledger().snapshot());
+        rows.into_iter().map(|(k, t)| ledger_row(py, k, t)).collect()
+    }
+
+    /// What changed in the ledger since the previous drain (same row shape as `ledger()`).
+    fn drain_deltas<'py>(&self, py: Python<'py>) -> PyResult<Vec<LedgerRow<'py>>> {
+        let core = &self.0;
+        let rows = without_gil(py, || core.ledger().drain_deltas());
+        rows.into_iter().map(|(k, t)| ledger_row(py, k, t)).collect()
+    }
+
+    /// Adds or replaces the limit for (scope, window, metric). `limit` is USD or tokens;
+    /// `spent` (same unit) seeds the current window, e.g. from the accounting database.
+    #[pyo3(signature = (scope, window, metric, limit, action, spent=None))]
+    fn set_budget(&self, scope: &str, window: &str, metric: &str, limit: f64, action: &str, spent: Option<f64>) -> PyResult<()> {
+        let scope = Scope::parse(scope).map_err(to_py_err)?;
+        let window = Window::parse(window).map_err(to_py_err)?;
+        let action = Action::parse(action).map_err(to_py_err)?;
+        let (metric, scale) = match metric {
+            "usd" => (Metric::Usd, 1e9),
+            "tokens" => (Metric::Tokens, 1.0),
+            _ => return Err(to_py_err(Error::invalid_constraint("metric", format!("{metric:?}: expected usd or tokens")))),
+        };
+        if !(limit.is_finite() && limit > 0.0) {
+            return Err(to_py_err(Error::invalid_constraint("limit", format!("must be a positive number, got {limit}"))));
+        }
+        if let Some(s) = spent {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(to_py_err(Error::invalid_constraint("spent", format!("must be a number ≥ 0, got {s}"))));
+            }
+        }
+        let spec = LimitSpec { scope, window, metric, limit: (limit * scale).round().max(1.0) as u64, action };
+        self.0.budgets().set(spec, spent.map(|s| (s * scale).round() as u64), unix_now()).map_err(to_py_err)
+    }
+
+    /// Removes a scope's limits (all, or of one window / metric). Returns how many.
+    #[pyo3(signature = (scope, window=None, metric=None))]
+    fn remove_budget(&self, scope: &str, window: Option<&str>, metric: Option<&str>) -> PyResult<usize> {
+        let scope = Scope::parse(scope).map_err(to_py_err)?;
+        let window = window.map(Window::parse).transpose().map_err(to_py_err)?;
+        let metric = match metric {
+            None => None,
+            Some("usd") => Some(Metric::Usd),
+            Some("tokens") => Some(Metric::Tokens),
+            Some(m) => return Err(to_py_err(Error::invalid_constraint("metric", format!("{m:?}: expected usd or tokens")))),
+        };
+        Ok(self.0.budgets().remove(&scope, window, metric))
+    }
+
+    /// State of every limit in its current window (amounts in USD or tokens).
+    fn budgets<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let states = self.0.budgets().states(unix_now());
+        states
+            .into_iter()
+            .map(|s| {
+                let scale = match s.spec.metric {
+                    Metric::Usd => 1e9,
+                    Metric::Tokens => 1.0,
+                };
+                let d = PyDict::new(py);
+                d.set_item("scope", s.spec.scope.to_string())?;
+                d.set_item("window", s.spec.window.as_str())?;
+                d.set_item("metric", s.spec.metric.as_str())?;
+                d.set_item("limit", s.spec.limit as f64 / scale)?;
+                d.set_item("action", s.spec.action.as_str())?;
+                d.set_item("window_start", s.window_start)?;
+                d.set_item("spent", s.spent as f64 / scale)?;
+                d.set_item("reserved", s.reserved as f64 / scale)?;
+                d.set_item("warned", s.warned)?;
+                d.set_item("downgraded", s.downgraded)?;
+                d.set_item("rejected", s.rejected)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// Seconds after which the reservation of a decision never recorded is released.
+    fn set_reservation_ttl(&self, seconds: f64) -> PyResult<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(to_py_err(Error::invalid_constraint("reservation_ttl_s", format!("must be a number ≥ 0, got {seconds}"))));
+        }
+        self.0.budgets().set_reservation_ttl(seconds);
+        Ok(())
+    }
+
+    /// Releases expired reservations now; returns how many.
+    fn sweep_reservations(&self) -> usize {
+        self.0.budgets().sweep(unix_now())
+    }
+
+    /// Cumulative route-latency counts ≤ each bound (seconds), the sum (seconds) and the count.
+    fn route_latency_buckets(&self, bounds_s: Vec<f64>) -> (Vec<u64>, f64, u64) {
+        let b: Vec<u64> = bounds_s.iter().map(|s| (s * 1e9).clamp(0.0, 6e10) as u64).collect();
+        let (c, sum, n) = self.0.stats().latency_buckets(&b);
+        (c, sum / 1e9, n)
     }
 
     #[pyo3(signature = (text, source="<classifier>".to_owned()))]
@@ -529,6 +675,40 @@ fn prefix_err(py: Python<'_>, e: PyErr, i: usize) -> PyErr {
     e
 }
 
+/// `(tenant, agent, workflow, step, model, tier, calls, cache_hits, errors, input_tokens,
+/// output_tokens, cost_nano, avoided_cache_nano, avoided_routing_nano, energy_mj, latency_us_sum,
+/// latency_buckets)`.
+type LedgerRow<'py> = Bound<'py, PyTuple>;
+
+fn ledger_row<'py>(py: Python<'py>, k: LedgerKey, t: Totals) -> PyResult<LedgerRow<'py>> {
+    let items: Vec<Bound<'py, PyAny>> = vec![
+        PyString::new(py, &k.tenant).into_any(),
+        PyString::new(py, &k.agent).into_any(),
+        PyString::new(py, &k.workflow).into_any(),
+        PyString::new(py, &k.step).into_any(),
+        PyString::new(py, &k.model).into_any(),
+        PyString::new(py, &k.tier).into_any(),
+        t.calls.into_pyobject(py)?.into_any(),
+        t.cache_hits.into_pyobject(py)?.into_any(),
+        t.errors.into_pyobject(py)?.into_any(),
+        t.input_tokens.into_pyobject(py)?.into_any(),
+        t.output_tokens.into_pyobject(py)?.into_any(),
+        t.cost_nano.into_pyobject(py)?.into_any(),
+        t.avoided_cache_nano.into_pyobject(py)?.into_any(),
+        t.avoided_routing_nano.into_pyobject(py)?.into_any(),
+        t.energy_mj.into_pyobject(py)?.into_any(),
+        t.latency_us_sum.into_pyobject(py)?.into_any(),
+        PyList::new(py, t.latency_buckets)?.into_any(),
+    ];
+    PyTuple::new(py, items)
+}
+
+/// Upper bounds (ms) of the call-latency buckets of ledger rows (one more bucket takes the rest).
+#[pyfunction]
+fn latency_buckets_ms() -> Vec<f64> {
+    LATENCY_BUCKETS_MS.to_vec()
+}
+
 /// Nano-dollar rounding, exposed so Python totals use the same arithmetic as the counters.
 #[pyfunction]
 fn round_usd(usd: f64) -> f64 {
@@ -553,6 +733,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(categories, m)?)?;
     m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;
     m.add_function(wrap_pyfunction!(round_usd, m)?)?;
+    m.add_function(wrap_pyfunction!(latency_buckets_ms, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

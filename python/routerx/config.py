@@ -16,6 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
+from .policy.catalog import load_toml
 from .policy.policy import PolicySettings
 
 ConfigInput = Union[None, str, Path, Mapping[str, Any]]
@@ -163,12 +164,7 @@ def load_config(config: ConfigInput = None) -> Config:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: cannot read config: {e}", file=source) from e
-        try:
-            user = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            m = re.search(r"line (\d+)", str(e))
-            line = int(m.group(1)) if m else None
-            raise ConfigError(f"{p}:{line or '?'}: invalid TOML: {e}", file=source, line=line) from e
+        user = load_toml(text, source)
     else:
         raise ConfigError(f"config must be a path, a dict or None, got {type(config).__name__}")
 

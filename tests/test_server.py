@@ -114,7 +114,7 @@ def test_reflection_lists_the_service(channel: Any) -> None:
     db = ProtoReflectionDescriptorDatabase(channel)
     assert {"routerx.v1.Router", "grpc.health.v1.Health"} <= set(db.get_services())
     svc = descriptor_pool.DescriptorPool(db).FindServiceByName("routerx.v1.Router")
-    assert {m.name for m in svc.methods} == {"Route", "RouteBatch", "Record", "Invalidate", "Stats", "GetCatalog"}
+    assert {m.name for m in svc.methods} == {"Route", "RouteBatch", "RouteStream", "Record", "Lookup", "Invalidate", "Stats", "GetCatalog", "ReloadConfig"}
 
 
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_route_parity_with_in_process(client: Client, local: routerx.Router) -> 
 
 def test_stats_and_catalog_have_the_in_process_shape(client: Client, local: routerx.Router) -> None:
     remote, mine = client.stats(), local.stats()
-    assert set(remote) - {"server"} == set(mine)
+    assert set(remote) - {"server", "tenant"} == set(mine) and remote["tenant"] is None
     for k in ("route_latency", "cache"):
         assert set(remote[k]) == set(mine[k])
     assert remote["classifier"] == mine["classifier"]
@@ -301,7 +301,7 @@ def test_unexpected_errors_are_internal_and_not_leaked(server: RunningServer, cl
         def route(self, *a: Any, **k: Any) -> Any:
             raise RuntimeError("secret: database password is hunter2")
 
-    monkeypatch.setattr(server.service, "router", Broken())
+    monkeypatch.setattr(server.service.state, "router", Broken())
     with caplog.at_level(logging.ERROR, logger="routerx.server"):
         with pytest.raises(RemoteError) as ei:
             client.route("hi", tenant="t-broken")
@@ -328,36 +328,42 @@ def test_one_debug_line_per_request(client: Client, caplog: pytest.LogCaptureFix
 # -- load ---------------------------------------------------------------------------------------------------
 
 
-def test_50_threads_x_20_calls(client: Client, local: routerx.Router, server: RunningServer) -> None:
+def test_200_concurrent_clients(client: Client, local: routerx.Router, server: RunningServer) -> None:
+    """200 threads at once, half with a channel of their own and half sharing one, each checking
+    every answer: parity with in-process routing, its own recorded answer on the hit."""
     expected = {p: (w.model, w.tier) for p in PARITY for w in [local.route(p, tenant="load", no_cache=True)]}
     errors: List[BaseException] = []
-    clients = [client, Client(server.target, timeout=20)]  # a shared channel and a second one
+    n = 200
+    start = threading.Barrier(n)
+    own = [Client(server.target, timeout=30) for _ in range(n // 2)]
 
     def worker(t: int) -> None:
-        c = clients[t % 2]
+        c = own[t // 2] if t % 2 else client
         try:
-            for i in range(5):  # 4 calls each: 20 per thread
+            start.wait(30)  # all 200 in flight together
+            for i in range(2):
                 p = PARITY[(t + i) % len(PARITY)]
                 d = c.route(p, tenant="load", no_cache=True)
                 assert (d.model, d.tier) == expected[p]
-                own = f"thread {t} iteration {i}: what is {t} times {i}?"
-                d = c.route(own, tenant=f"load-{t}")
+                q = f"client {t} iteration {i}: what is {t} times {i}?"
+                d = c.route(q, tenant=f"load-{t}")
                 assert d.cache == "miss"
                 c.record(d, f"{t * i}", 12, 2, 50.0)
-                hit = c.route(own, tenant=f"load-{t}")
+                hit = c.route(q, tenant=f"load-{t}")
                 assert hit.cache == "exact" and hit.cached_response == f"{t * i}"
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
     before = client.stats()["records"]
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(50)]
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(60)
-    clients[1].close()
+    for c in own:
+        c.close()
     assert not errors, errors[:3]
-    assert client.stats()["records"] == before + 250
+    assert client.stats()["records"] == before + 2 * n
 
 
 # -- fuzzing ----------------------------------------------------------------------------------------------
@@ -412,7 +418,7 @@ def test_random_requests_match_in_process(client: Client, local: routerx.Router,
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(method=st.sampled_from(["Route", "RouteBatch", "Record", "Invalidate", "Stats", "GetCatalog"]), body=st.binary(max_size=200))
+@given(method=st.sampled_from(["Route", "RouteBatch", "Record", "Lookup", "Invalidate", "Stats", "GetCatalog"]), body=st.binary(max_size=200))
 def test_garbage_bytes_do_not_hurt_the_server(channel: Any, client: Client, local: routerx.Router, method: str, body: bytes) -> None:
     call = channel.unary_unary(f"/routerx.v1.Router/{method}", request_serializer=None, response_deserializer=None)
     try:

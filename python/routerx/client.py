@@ -11,23 +11,27 @@ decisions come back as :class:`RemoteDecision` (the attributes of ``Decision``, 
 Differences from in-process: recording the same decision twice counts it once (the second
 call returns the first result, so retries are safe); a decision can be recorded only while the
 server holds it (``--decision-ttl``), after which ``record()`` raises UnknownDecisionError.
+
+When the server has API keys, pass yours: ``Client(target, api_key=...)``. Its tenant is then
+the tenant of every call (naming another raises AccessDeniedError), and ``stats()`` and
+``invalidate()`` see only that tenant's entries and counters.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import grpc
 
-from .errors import ConfigError, InvalidConstraintError, InvalidRequestError, NoRouteError, RouterxError, UnknownModelError
+from .errors import BudgetExceededError, ConfigError, InvalidConstraintError, InvalidRequestError, NoRouteError, RouterxError, UnknownModelError
 from .policy.catalog import Catalog, Model, Tier
 from .router import Prompt, Recorded
 from .server._proto.routerx.v1 import router_pb2 as pb
 from .server._proto.routerx.v1 import router_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "RemoteDecision", "RemoteError", "UnknownDecisionError"]
+__all__ = ["Client", "RemoteDecision", "CachedAnswer", "RemoteError", "AccessDeniedError", "UnknownDecisionError"]
 
 MAX_MESSAGE_BYTES = 16 << 20
 _CACHE_NAME = {pb.CACHE_OUTCOME_EXACT: "exact", pb.CACHE_OUTCOME_MISS: "miss", pb.CACHE_OUTCOME_BYPASS: "bypass"}
@@ -50,6 +54,25 @@ class RemoteError(RouterxError, RuntimeError):
         self.code = code
         self.details = details
         self.request_id = request_id
+
+
+class AccessDeniedError(RemoteError, PermissionError):
+    """UNAUTHENTICATED (no valid API key) or PERMISSION_DENIED (the key's tenant may not do this)."""
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """What ``lookup()`` finds in the server's exact cache."""
+
+    cached_response: str
+    entry_id: str
+    entry_age_s: float
+    tenant: str
+    model: str
+    provider: str
+    tier: str
+    category: str
+    cost_avoided_usd: float
 
 
 @dataclass(frozen=True)
@@ -253,13 +276,15 @@ def _catalog(m: pb.Catalog) -> Catalog:
 
 
 def _stats(m: pb.StatsResponse) -> Dict[str, Any]:
-    """The dict of Router.stats(), plus "server": what the server holds for Record."""
+    """The dict of Router.stats(), plus "server": what the server holds for Record, and
+    "tenant": whose figures they are (None: the whole server's)."""
     s: Dict[str, Any] = {k: getattr(m, k) for k in ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd")}
     s["decisions"] = dict(m.decisions)
     s["route_latency"] = {k: getattr(m.route_latency, k) for k in ("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")}
     s["cache"] = {k: getattr(m.cache, k) for k in ("entries", "bytes", "inserts", "evictions", "expirations")}
     s["classifier"] = m.classifier
     s["server"] = {k: getattr(m.server, k) for k in ("decisions_held", "decisions_expired", "decisions_evicted")}
+    s["tenant"] = m.tenant or None
     return s
 
 
@@ -276,6 +301,10 @@ def _error(e: grpc.RpcError) -> Exception:
         return UnknownDecisionError(details, fld)
     if code is grpc.StatusCode.FAILED_PRECONDITION:
         return NoRouteError(details) if kind == "NoRouteError" else ConfigError(details, field=fld)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and kind == "BudgetExceededError":
+        return BudgetExceededError(details, md.get("routerx-scope"))
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AccessDeniedError(code, details, md.get("x-request-id"))
     return RemoteError(code, details, md.get("x-request-id"))
 
 
@@ -286,9 +315,9 @@ class Client:
     """The Router API against a ``routerx serve`` at ``target`` ("host:port").
 
     Thread-safe: share one (it holds one HTTP/2 channel). ``timeout`` (seconds) applies to every
-    call; None waits as long as it takes. ``credentials`` (``grpc.ssl_channel_credentials()``)
-    makes a TLS channel. Calls fail fast with RemoteError(UNAVAILABLE) while the server is down;
-    use ``wait_ready()`` at start-up.
+    call; None waits as long as it takes. ``api_key`` is sent as ``authorization: Bearer <key>``
+    (use TLS, ``credentials=grpc.ssl_channel_credentials()``, beyond localhost). Calls fail fast
+    with RemoteError(UNAVAILABLE) while the server is down; use ``wait_ready()`` at start-up.
     """
 
     def __init__(
@@ -299,11 +328,13 @@ class Client:
         credentials: Optional[grpc.ChannelCredentials] = None,
         options: Sequence[Tuple[str, Any]] = (),
         metadata: Sequence[Tuple[str, str]] = (),
+        api_key: Optional[str] = None,
     ) -> None:
         opts = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), *options]
         self.target = target
         self.timeout = timeout
-        self._metadata = tuple(metadata) or None
+        auth = ((("authorization", f"Bearer {api_key}"),) if api_key is not None else ())
+        self._metadata = (*tuple(metadata), *auth) or None
         self._channel = grpc.secure_channel(target, credentials, opts) if credentials is not None else grpc.insecure_channel(target, opts)
         stub: Any = pb_grpc.RouterStub  # generated code is untyped
         self._stub = stub(self._channel)
@@ -385,6 +416,68 @@ class Client:
                 raise type(e)(f"requests[{i}]: {e}", e.field) from None
         return [RemoteDecision.from_pb(d) for d in self._call("RouteBatch", batch).decisions]
 
+    def route_stream(self, requests: Iterable[Union[Prompt, Mapping[str, Any]]], **constraints: Any) -> Iterator[RemoteDecision]:
+        """Routes requests over one streaming call, yielding each decision as it comes: the
+        requests are sent as the iterable produces them. Items as in ``route_many``. A bad item
+        ends the stream with its error, naming its index."""
+
+        def messages() -> Iterator[pb.RouteRequest]:
+            for i, item in enumerate(requests):
+                opts = dict(constraints)
+                prompt: Any = item
+                if isinstance(item, Mapping):
+                    if "prompt" not in item:
+                        raise InvalidRequestError(f"requests[{i}]: a dict item needs a 'prompt' key", f"requests[{i}].prompt")
+                    opts.update({k: v for k, v in item.items() if k != "prompt"})
+                    prompt = item["prompt"]
+                unknown = sorted(set(opts) - set(_ROUTE_OPTIONS))
+                try:
+                    if unknown:
+                        raise InvalidRequestError(f"unknown options {unknown}", "options")
+                    yield _route_request(prompt, **opts)
+                except InvalidRequestError as e:
+                    # Raised in grpc's sending thread it would only cancel the call: keep it
+                    # for the caller, and end the stream.
+                    bad.append(type(e)(f"requests[{i}]: {e}", e.field))
+                    return
+
+        bad: List[InvalidRequestError] = []
+        try:
+            for d in self._stub.RouteStream(messages(), timeout=self.timeout, metadata=self._metadata):
+                yield RemoteDecision.from_pb(d)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+        if bad:
+            raise bad[0]
+
+    def lookup(
+        self,
+        prompt: Prompt,
+        *,
+        tenant: Optional[str] = None,
+        models: Optional[Sequence[str]] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        params: Optional[Mapping[str, Any]] = None,
+        min_quality: Optional[float] = None,
+    ) -> Optional[CachedAnswer]:
+        """The cached answer for this request (same key as ``route()``: tenant, models, tools,
+        params), or None. Nothing is routed."""
+        r = _route_request(prompt, tenant=tenant, models=models, tools=tools, params=params, min_quality=min_quality)
+        q = pb.LookupRequest(prompt=r.prompt, messages=r.messages, tools_json=r.tools_json, params_json=r.params_json)
+        if r.HasField("tenant"):
+            q.tenant = r.tenant
+        if r.constraints.HasField("models"):
+            q.models.CopyFrom(r.constraints.models)
+        if r.constraints.HasField("min_quality"):
+            q.min_quality = r.constraints.min_quality
+        try:
+            m = self._stub.Lookup(q, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            if e.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _error(e) from None
+        return CachedAnswer(m.cached_response, m.entry_id, m.entry_age_s, m.tenant, m.model, m.provider, m.tier, m.category, m.cost_avoided_usd)
+
     def record(
         self,
         decision: Union[RemoteDecision, str],
@@ -411,15 +504,30 @@ class Client:
         m = self._call("Record", r)
         return Recorded(m.cost_usd, m.stored)
 
-    def stats(self) -> Dict[str, Any]:
-        return _stats(self._call("Stats", pb.StatsRequest()))
+    def stats(self, tenant: Optional[str] = None) -> Dict[str, Any]:
+        """As ``Router.stats()``; with ``tenant``, that tenant's counters and entries only (what a
+        tenant API key always gets)."""
+        r = pb.StatsRequest()
+        if tenant is not None:
+            r.tenant = _text(tenant, "tenant")
+        return _stats(self._call("Stats", r))
 
-    def invalidate(self, tenant: Optional[str] = None) -> int:
-        """Drops cached answers, of one tenant or all; returns how many."""
+    def invalidate(self, tenant: Optional[str] = None, *, entry_id: Optional[str] = None) -> int:
+        """Drops cached answers: one entry (a decision's ``entry_id``), one tenant's, or all (a
+        tenant API key: its own tenant's); returns how many."""
         r = pb.InvalidateRequest()
         if tenant is not None:
             r.tenant = _text(tenant, "tenant")
+        if entry_id is not None:
+            r.entry_id = _text(entry_id, "entry_id")
         return int(self._call("Invalidate", r).removed)
+
+    def reload_config(self) -> Dict[str, Any]:
+        """Makes the server re-read its config file (admin key when keys are configured). The new
+        router starts with an empty cache. Returns source, classifier, models, api_keys and
+        cache_entries_dropped."""
+        m = self._call("ReloadConfig", pb.ReloadConfigRequest())
+        return {k: getattr(m, k) for k in ("source", "classifier", "models", "api_keys", "cache_entries_dropped")}
 
     def catalog(self) -> Catalog:
         """The server's model catalog (as ``Router.catalog``)."""

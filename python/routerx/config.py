@@ -43,6 +43,8 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "baseline_tier": str,
         "reservation_ttl_s": (int, float),
     },
+    # Validated by the gRPC server (routerx.server.auth), which alone uses it.
+    "server": {"api_keys": list},
 }
 
 BUDGET_WINDOWS = ("hour", "day", "month")
@@ -123,6 +125,8 @@ class Config:
     baseline_tier: str = "gpu-standard"
     reservation_ttl_s: float = 300.0
     budgets: Tuple[Budget, ...] = ()
+    #: The raw ``[server]`` table (API keys), validated by ``routerx.server.auth.server_settings``.
+    server: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<default config>"
 
 
@@ -246,5 +250,6 @@ def load_config(config: ConfigInput = None) -> Config:
         baseline_tier=a["baseline_tier"],
         reservation_ttl_s=float(a["reservation_ttl_s"]),
         budgets=tuple(budgets),
+        server=merged["server"],
         source=source,
     )

@@ -16,6 +16,7 @@ __all__ = [
     "UnknownModelError",
     "NoRouteError",
     "ConfigError",
+    "ModelNotFoundError",
     "BudgetExceededError",
 ]
 
@@ -60,6 +61,10 @@ class ConfigError(RouterxError, ValueError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ModelNotFoundError(ConfigError):
+    """A model's files (e.g. the sentence embedder's) are not installed or not where they were looked for."""
 
 
 class BudgetExceededError(RouterxError, RuntimeError):

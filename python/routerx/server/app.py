@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -14,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..config import ConfigInput
+from ..errors import ConfigError
 from ..router import Router
 from .service import SERVICE_NAME, RouterService, add_to_server
 
@@ -25,17 +28,22 @@ DEFAULT_GRACE_S = 5.0
 
 class RunningServer:
     """A started server. ``stop(grace)`` drains it: health turns NOT_SERVING (so load balancers
-    stop sending), new calls are refused, calls in flight get ``grace`` seconds to finish."""
+    stop sending), new calls are refused, calls in flight get ``grace`` seconds to finish, then
+    the routers the server built are closed (their accounting flushed)."""
 
-    def __init__(self, server: grpc.Server, port: int, host: str, router: Router, service: RouterService, health: health.HealthServicer, pools: List[futures.ThreadPoolExecutor]) -> None:
+    def __init__(self, server: grpc.Server, port: int, host: str, service: RouterService, health: health.HealthServicer, pools: List[futures.ThreadPoolExecutor]) -> None:
         self.server = server
         self.port = port
         self.host = host
-        self.router = router
         self.service = service
         self.health = health
         self._pools = pools
         self._stopped = threading.Event()
+
+    @property
+    def router(self) -> Router:
+        """The router serving now (ReloadConfig replaces it)."""
+        return self.service.router
 
     @property
     def target(self) -> str:
@@ -51,6 +59,9 @@ class RunningServer:
         # grpc does not own the executors it was given: release their threads.
         for p in self._pools:
             p.shutdown(wait=False)
+        # No call is running any more: flush and close the routers the server built. (The exact
+        # cache has no snapshot yet, so its entries end with the process.)
+        self.service.close()
         self._stopped.set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -69,13 +80,14 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def server_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> List[Tuple[str, Any]]:
+def server_options(max_message_bytes: int = MAX_MESSAGE_BYTES, reuse_port: bool = False) -> List[Tuple[str, Any]]:
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         # gRPC enables SO_REUSEPORT by default: a second server on the same port would then bind
-        # silently and steal half the connections. Fail the bind instead.
-        ("grpc.so_reuseport", 0),
+        # silently and steal half the connections. Fail the bind instead, unless asked to share
+        # the port (several server processes, one per core, the kernel spreading connections).
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Let clients keep idle connections alive with pings, but not flood the server with them.
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -96,6 +108,8 @@ def serve(
     decision_ttl_s: float = 3600.0,
     max_batch: int = 10_000,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    reuse_port: bool = False,
+    max_streams: Optional[int] = None,
 ) -> RunningServer:
     """Serves ``routerx.v1.Router`` (plus grpc.health.v1 and reflection) on ``host:port``.
 
@@ -112,18 +126,38 @@ def serve(
     ``max_decisions`` / ``decision_ttl_s`` bound the decisions held for Record: a Record later
     than the TTL (or after ``max_decisions`` newer decisions) gets NOT_FOUND, so the TTL must
     cover the slowest model call (hours for batch tiers).
+
+    The config's ``[server]`` section holds the API keys (see :mod:`routerx.server.auth`);
+    ReloadConfig re-reads ``config``. ``reuse_port`` lets several server processes listen on
+    one port (SO_REUSEPORT). ``max_streams`` (default workers / 2) bounds open RouteStream
+    calls, each of which holds a worker thread while open.
     """
     if workers < 1:
         raise ValueError("workers must be ≥ 1")
+    owned = router is None
     router = router if router is not None else Router(config)
+    try:
+        service = RouterService(
+            router,
+            config=config,
+            reloadable=owned,
+            owned=owned,
+            max_decisions=max_decisions,
+            decision_ttl_s=decision_ttl_s,
+            max_batch=max_batch,
+            max_streams=max_streams if max_streams is not None else max(1, workers // 2),
+        )
+    except ConfigError:
+        if owned:
+            router.close()
+        raise
     limit = max_concurrent_rpcs if max_concurrent_rpcs is not None else 32 * workers
     pools = [futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="routerx-rpc"), futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="routerx-health")]
     server = grpc.server(
         pools[0],
-        options=server_options(max_message_bytes),
+        options=server_options(max_message_bytes, reuse_port),
         maximum_concurrent_rpcs=limit,
     )
-    service = RouterService(router, max_decisions=max_decisions, decision_ttl_s=decision_ttl_s, max_batch=max_batch)
     add_to_server(service, server)
     # The health service's Watch streams run on their own small pool, so they hold no worker.
     hs = health.HealthServicer(experimental_non_blocking=True, experimental_thread_pool=pools[1])
@@ -131,17 +165,33 @@ def serve(
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{_host(host)}:{port}"
     try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as e:  # grpcio ≥ 1.50 raises; older versions return 0
-        raise OSError(f"cannot listen on {address}: {e}") from None
-    if not bound:
-        raise OSError(f"cannot listen on {address}")
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as e:  # grpcio ≥ 1.50 raises; older versions return 0
+            raise OSError(f"cannot listen on {address}: {e}") from None
+        if not bound:
+            raise OSError(f"cannot listen on {address}")
+    except OSError:
+        for p in pools:
+            p.shutdown(wait=False)
+        service.close()
+        raise
     server.start()
     for name in ("", SERVICE_NAME):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server, bound, host, router, service, hs, pools)
-    log.info("routerx gRPC server listening on %s:%d (workers=%d, max_concurrent_rpcs=%d, classifier=%s)", _host(host), bound, workers, limit, router.stats()["classifier"])
+    running = RunningServer(server, bound, host, service, hs, pools)
+    keys = service.state.settings.api_keys
+    log.info(
+        "routerx gRPC server listening on %s:%d (workers=%d, max_concurrent_rpcs=%d, classifier=%s, auth=%s%s, pid=%d)",
+        _host(host), bound, workers, limit, router.stats()["classifier"],
+        f"{len(keys)} API keys" if keys else "off", ", SO_REUSEPORT" if reuse_port else "", os.getpid(),
+    )  # fmt: skip
     if block:
+        # This process is the server's: move everything built so far (modules, the router, the
+        # catalog) out of the cycle collector's reach. Full collections then walk only what
+        # requests create, instead of pausing every call in flight for ~10 ms now and then.
+        gc.collect()
+        gc.freeze()
         _run_until_signalled(running, grace)
     return running
 

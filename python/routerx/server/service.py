@@ -4,69 +4,141 @@ Decisions are in-process Rust objects, so ``Record`` cannot receive one over the
 routed decision is held in a bounded, expiring map under a random ``decision_id`` that the
 client sends back (:class:`DecisionStore`).
 
-Every method goes through :func:`_rpc`, which gives it a request id, maps routerx exceptions
-to status codes (with the offending field in trailing metadata, so the client can raise the
-same exception the in-process router would), hides unexpected errors behind INTERNAL, and
-logs one line per request.
+Every method goes through :func:`_rpc` (or :func:`_stream_rpc`), which gives it a request id,
+checks its API key when keys are configured, maps routerx exceptions to status codes (with the
+offending field in trailing metadata, so the client can raise the same exception the in-process
+router would), hides unexpected errors behind INTERNAL, and logs one line per request.
+
+Authentication runs there, in the handler thread, rather than in a ``grpc.ServerInterceptor``:
+grpcio runs interceptors on its single polling thread, where hashing a key per call would
+serialise every request.
+
+What ``ReloadConfig`` replaces (the router, the API keys, the per-tenant bookkeeping) is one
+:class:`ServerState`, swapped by a single reference assignment: a call reads it once and works
+on one consistent state from start to end.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import grpc
 
-from ..errors import ConfigError, InvalidRequestError, NoRouteError
+from ..config import ConfigInput
+from ..errors import BudgetExceededError, ConfigError, InvalidRequestError, NoRouteError
 from ..router import Recorded, Router
+from . import tenants as tc
 from ._proto.routerx.v1 import router_pb2 as pb
 from ._proto.routerx.v1 import router_pb2_grpc as pb_grpc
+from .auth import AUTHORIZATION_KEY, Principal, ServerSettings, server_settings
 
 log = logging.getLogger("routerx.server")
 
 SERVICE_NAME = "routerx.v1.Router"
-#: Trailing-metadata keys of an error: the Python exception class and the offending field.
+#: Trailing-metadata keys of an error: the Python exception class, the offending field, and
+#: for BudgetExceededError the budget's scope.
 ERROR_KEY = "routerx-error"
 FIELD_KEY = "routerx-field"
+SCOPE_KEY = "routerx-scope"
 REQUEST_ID_KEY = "x-request-id"
 
 _CACHE_OUTCOME = {"exact": pb.CACHE_OUTCOME_EXACT, "miss": pb.CACHE_OUTCOME_MISS, "bypass": pb.CACHE_OUTCOME_BYPASS}
-_COUNTERS = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens")
+_CACHE_COUNTER = {"exact": tc.EXACT_HITS, "miss": tc.MISSES, "bypass": tc.BYPASSED}
+_COUNTERS = tc.COUNTERS
 _LATENCY = ("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
 _CACHE_STATS = ("entries", "bytes", "inserts", "evictions", "expirations")
+_ENTRY_ID = re.compile(r"[0-9a-f]{32}")
+#: Old routers kept open after reloads, for Records of the decisions they made; older ones are closed.
+RETIRED_ROUTERS = 4
 
-Info = Dict[str, Any]
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
 class RpcStatusError(Exception):
-    """A status the service answers with directly (NOT_FOUND, ABORTED, ...), not a routerx error."""
+    """A status the service answers with directly (NOT_FOUND, ABORTED, ...), not a routerx error.
+    ``quiet``: an expected answer (a Lookup miss), logged at DEBUG instead of WARNING."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, field: Optional[str] = None) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, field: Optional[str] = None, quiet: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.quiet = quiet
+
+
+# -- what a reload replaces ------------------------------------------------------------------------
+
+
+class ServerState:
+    """The router and everything tied to it. Never mutated after construction except for the
+    thread-safe bookkeeping objects it holds."""
+
+    __slots__ = ("router", "settings", "counters", "entries", "owned", "gen")
+    _gens = itertools.count(1)
+
+    def __init__(self, router: Router, settings: ServerSettings, owned: bool) -> None:
+        #: Names this state in held decisions (an int keeps them untracked by the GC, see _Held).
+        self.gen = next(ServerState._gens)
+        self.router = router
+        self.settings = settings
+        #: Per-tenant request counters and stored entries (the core counts server-wide only).
+        self.counters = tc.TenantCounters()
+        self.entries = tc.EntryIndex(router.config.cache_max_entries)
+        #: Whether the server built this router (and so closes it when done).
+        self.owned = owned
+
+
+class Call:
+    """One call as a handler sees it: the state it runs on, who made it, and its log fields."""
+
+    __slots__ = ("state", "principal", "info")
+
+    def __init__(self, state: ServerState, info: Dict[str, Any]) -> None:
+        self.state = state
+        self.principal: Optional[Principal] = None
+        self.info = info
+
+    def tenant(self, requested: Optional[str]) -> Optional[str]:
+        """The tenant a request acts for. Without API keys: the one it names (None: the router's
+        default). A tenant key: its own, and naming another is PERMISSION_DENIED. An admin key:
+        the one named, else the key's own tenant, else the default."""
+        p = self.principal
+        if p is None:
+            return requested
+        if p.admin:
+            return requested if requested is not None else p.tenant
+        if requested is not None and requested != p.tenant:
+            raise RpcStatusError(grpc.StatusCode.PERMISSION_DENIED, f"tenant: this API key may only act for its own tenant, not {requested!r}", "tenant")
+        return p.tenant
+
+    def sees_all(self) -> bool:
+        """Whether the caller may act on every tenant (no keys configured, or an admin key)."""
+        return self.principal is None or self.principal.admin
 
 
 # -- decisions awaiting Record -------------------------------------------------------------------
 
 
-class _Held:
-    __slots__ = ("decision", "expires", "result", "busy")
-
-    def __init__(self, decision: Any, expires: float) -> None:
-        self.decision = decision  # dropped once recorded, to free the Rust object
-        self.expires = expires
-        self.result: Optional[Recorded] = None
-        self.busy = False
+#: A held decision: (decision, tenant, expires, result, busy). A plain tuple, not an object
+#: with attributes: the cycle collector untracks an exact tuple of untracked values (the Rust
+#: Decision, strings, numbers), so a full collection does not walk up to 100,000 held
+#: decisions (~40 ms: a latency spike for every call in flight). Updates replace the tuple.
+_Held = Tuple[Any, Optional[str], float, Optional[Recorded], bool]
+_DECISION: Final = 0
+_TENANT: Final = 1
+_EXPIRES: Final = 2
+_RESULT: Final = 3
+_BUSY: Final = 4
 
 
 class DecisionStore:
@@ -76,6 +148,7 @@ class DecisionStore:
     from the front of an OrderedDict: O(1) amortised per insert, no timer thread. When full,
     the oldest entry is evicted (its Record will get NOT_FOUND). A recorded entry keeps only
     its result until it expires, so a retried Record is answered without counting twice.
+    Entries are immutable tuples, replaced on update (see _Held).
     """
 
     def __init__(self, max_entries: int = 100_000, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -96,36 +169,38 @@ class DecisionStore:
         d = self._d
         while d:
             first = next(iter(d.values()))
-            if first.expires > now:
+            if first[_EXPIRES] > now:
                 break
             d.popitem(last=False)
             self.expired += 1
 
-    def put(self, decision: Any) -> str:
+    def put(self, decision: Any, tenant: Optional[str] = None) -> str:
+        """Holds ``decision`` (keep it free of objects the cycle collector tracks, see _Held)."""
         # 128 random bits: ids are capabilities (whoever has one can record against that
         # tenant's cache), so they must not be guessable.
         did = os.urandom(16).hex()
         now = self._clock()
         with self._lock:
             self._purge(now)
-            self._d[did] = _Held(decision, now + self.ttl_s)
+            self._d[did] = (decision, tenant, now + self.ttl_s, None, False)
             if len(self._d) > self.max_entries:
                 self._d.popitem(last=False)
                 self.evicted += 1
         return did
 
-    def claim(self, did: str) -> Union[Any, Recorded]:
-        """The decision to record (marking it in flight), or the result of an earlier Record."""
+    def claim(self, did: str, tenant: Optional[str] = None) -> Union[Any, Recorded]:
+        """The decision to record (marking it in flight), or the result of an earlier Record.
+        With ``tenant``, another tenant's decision is NOT_FOUND, exactly like an unknown one."""
         with self._lock:
             h = self._d.get(did)
-            if h is None or h.expires <= self._clock():
+            if h is None or h[_EXPIRES] <= self._clock() or (tenant is not None and h[_TENANT] != tenant):
                 raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: no decision {did!r} (unknown, expired or evicted)", "decision_id")
-            if h.result is not None:
-                return h.result
-            if h.busy:
+            if h[_RESULT] is not None:
+                return h[_RESULT]
+            if h[_BUSY]:
                 raise RpcStatusError(grpc.StatusCode.ABORTED, f"decision_id: a Record for {did!r} is in flight; retry", "decision_id")
-            h.busy = True
-            return h.decision
+            self._d[did] = (h[_DECISION], h[_TENANT], h[_EXPIRES], None, True)
+            return h[_DECISION]
 
     def finish(self, did: str, result: Optional[Recorded]) -> None:
         """Ends a claim: with the result on success, or ``None`` to make it recordable again."""
@@ -133,9 +208,8 @@ class DecisionStore:
             h = self._d.get(did)
             if h is None:  # evicted meanwhile; the caller still gets its result
                 return
-            h.busy = False
-            if result is not None:
-                h.result, h.decision = result, None
+            # Once recorded, the decision is dropped (freeing the Rust object); only the result stays.
+            self._d[did] = (h[_DECISION], h[_TENANT], h[_EXPIRES], None, False) if result is None else (None, h[_TENANT], h[_EXPIRES], result, False)
 
 
 # -- conversions -----------------------------------------------------------------------------------
@@ -155,46 +229,71 @@ def _json_arg(text: str, name: str) -> Any:
     return v
 
 
-def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
-    """(prompt, keyword arguments of Router.route) from a RouteRequest; absent fields stay absent
-    so the router applies its own defaults."""
-    prompt: Any
+def _prompt(r: Union[pb.RouteRequest, pb.LookupRequest]) -> Any:
     if r.messages:
         if r.prompt:
             raise InvalidRequestError("prompt: give either prompt or messages, not both", "prompt")
-        prompt = [{"role": m.role, "content": m.content} for m in r.messages]
-    else:
-        prompt = r.prompt
-    kw: Dict[str, Any] = {}
-    if r.HasField("tenant"):
-        kw["tenant"] = r.tenant
-    c = r.constraints
-    for name in ("latency_budget_ms", "max_cost_usd", "min_quality", "strict"):
-        if c.HasField(name):
-            kw[name] = getattr(c, name)
-    if c.HasField("models"):
-        kw["models"] = list(c.models.names)
-    if r.cache.no_cache:
-        kw["no_cache"] = True
-    if r.cache.no_store:
-        kw["no_store"] = True
-    if r.cache.HasField("ttl_s"):
-        kw["ttl_s"] = r.cache.ttl_s
+        return [{"role": m.role, "content": m.content} for m in r.messages]
+    return r.prompt
+
+
+def _extras(r: Union[pb.RouteRequest, pb.LookupRequest], kw: Dict[str, Any]) -> None:
     tools, params = _json_arg(r.tools_json, "tools"), _json_arg(r.params_json, "params")
     if tools is not None:
         kw["tools"] = tools
     if params is not None:
         kw["params"] = params
+
+
+def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
+    """(prompt, keyword arguments of Router.route) from a RouteRequest; absent fields stay absent
+    so the router applies its own defaults."""
+    prompt = _prompt(r)
+    kw: Dict[str, Any] = {}
+    if r.HasField("tenant"):
+        kw["tenant"] = r.tenant
+    if r.HasField("constraints"):  # the common request has none: skip the field-by-field checks
+        c = r.constraints
+        for name in ("latency_budget_ms", "max_cost_usd", "min_quality", "strict"):
+            if c.HasField(name):
+                kw[name] = getattr(c, name)
+        if c.HasField("models"):
+            kw["models"] = list(c.models.names)
+    if r.HasField("cache"):
+        cc = r.cache
+        if cc.no_cache:
+            kw["no_cache"] = True
+        if cc.no_store:
+            kw["no_store"] = True
+        if cc.HasField("ttl_s"):
+            kw["ttl_s"] = cc.ttl_s
+    if r.tools_json or r.params_json:
+        _extras(r, kw)
     return prompt, kw
 
 
-def decision_pb(d: Any, decision_id: str, overhead_us: float, language: bool = False) -> pb.Decision:
+def lookup_args(r: pb.LookupRequest) -> Tuple[Any, Dict[str, Any]]:
+    """(prompt, keyword arguments of Router.route) for the cache key a LookupRequest names."""
+    prompt = _prompt(r)
+    kw: Dict[str, Any] = {}
+    if r.HasField("tenant"):
+        kw["tenant"] = r.tenant
+    if r.HasField("models"):
+        kw["models"] = list(r.models.names)
+    if r.HasField("min_quality"):
+        kw["min_quality"] = r.min_quality
+    _extras(r, kw)
+    return prompt, kw
+
+
+def decision_pb(d: Any, decision_id: str, overhead_us: float, language: bool = False, cache: Optional[str] = None) -> pb.Decision:
+    """``cache`` overrides ``d.cache`` (a hit on an invalidated entry that was routed again is a miss)."""
     return pb.Decision(
         decision_id=decision_id,
         model=d.model,
         provider=d.provider,
         tier=d.tier,
-        cache=_CACHE_OUTCOME.get(d.cache, pb.CACHE_OUTCOME_UNSPECIFIED),
+        cache=_CACHE_OUTCOME.get(cache or d.cache, pb.CACHE_OUTCOME_UNSPECIFIED),
         cached_response=d.cached_response,
         entry_id=d.entry_id,
         entry_age_s=d.entry_age_s,
@@ -241,6 +340,37 @@ def stats_pb(s: Dict[str, Any], store: DecisionStore) -> pb.StatsResponse:
     )
 
 
+def tenant_stats_pb(st: ServerState, tenant: str) -> pb.StatsResponse:
+    """One tenant's figures: the server's counters for it and its stored entries; nothing
+    server-wide (latency, cache size), which would tell a tenant about the others' traffic."""
+    counts, cost, avoided, decisions = st.counters.snapshot(tenant)
+    return pb.StatsResponse(
+        **counts,
+        cost_usd=cost,
+        cost_avoided_usd=avoided,
+        decisions=decisions,
+        route_latency=pb.RouteLatency(),
+        cache=pb.CacheStats(entries=st.entries.count(tenant)),
+        classifier=st.router.stats()["classifier"],
+        server=pb.ServerStats(),
+        tenant=tenant,
+    )
+
+
+def lookup_pb(d: Any) -> pb.LookupResponse:
+    return pb.LookupResponse(
+        cached_response=d.cached_response,
+        entry_id=d.entry_id,
+        entry_age_s=d.entry_age_s,
+        tenant=d.tenant,
+        model=d.model,
+        provider=d.provider,
+        tier=d.tier,
+        category=d.category,
+        cost_avoided_usd=d.cost_avoided_usd,
+    )
+
+
 def catalog_pb(router: Router) -> pb.Catalog:
     from ..policy.catalog import CATEGORIES
 
@@ -281,14 +411,19 @@ def _ascii(v: str, limit: int = 200) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in v[:limit])
 
 
-def _request_id(context: grpc.ServicerContext) -> str:
+def _metadata(context: grpc.ServicerContext) -> Tuple[str, Optional[str]]:
+    """(request id, authorization value) from the call's metadata, read in one pass."""
+    rid: Optional[str] = None
+    authz: Optional[str] = None
     for k, v in context.invocation_metadata() or ():
-        if k == REQUEST_ID_KEY and isinstance(v, str) and 0 < len(v) <= 128:
-            return _ascii(v)
-    return os.urandom(8).hex()
+        if k == REQUEST_ID_KEY and rid is None and isinstance(v, str) and 0 < len(v) <= 128:
+            rid = _ascii(v)
+        elif k == AUTHORIZATION_KEY and authz is None and isinstance(v, str):
+            authz = v
+    return rid or os.urandom(8).hex(), authz
 
 
-def _kv(fields: Info) -> str:
+def _kv(fields: Dict[str, Any]) -> str:
     """logfmt (key=value, quoted when needed), so a line parses without a schema."""
     out = []
     for k, v in fields.items():
@@ -301,53 +436,105 @@ def _kv(fields: Info) -> str:
     return " ".join(out)
 
 
-def _rpc(fn: Callable[["RouterService", Req, grpc.ServicerContext, Info], Resp]) -> Callable[["RouterService", Req, grpc.ServicerContext], Resp]:
-    """Request id, status mapping and one log line for a servicer method.
+def _start(service: "RouterService", name: str, context: grpc.ServicerContext) -> Call:
+    """Request id and authentication: raises RpcStatusError(UNAUTHENTICATED) without a valid key."""
+    rid, authz = _metadata(context)
+    call = Call(service.state, {"rid": rid, "rpc": name})
+    settings = call.state.settings
+    if settings.auth_required:
+        p = settings.authenticate(authz)
+        if p is None:
+            # Which part was wrong is not said: that would help guessing. The key is never logged.
+            raise RpcStatusError(grpc.StatusCode.UNAUTHENTICATED, "authorization: missing or unknown API key (send `authorization: Bearer <key>`)", "authorization")
+        call.principal = p
+        call.info["key"] = p.name
+    return call
 
-    A handler gets an ``info`` dict to add log fields to (tenant, model, ...); it raises routerx
-    exceptions or :class:`RpcStatusError` and never calls ``context.abort`` itself.
+
+def _fail(e: BaseException, call: Call, context: grpc.ServicerContext, t0: int) -> None:
+    """Answers with the status ``e`` maps to (context.abort raises)."""
+    field: Optional[str] = None
+    error_type = ""
+    extra: List[Tuple[str, str]] = []
+    quiet = False
+    info = call.info
+    if isinstance(e, InvalidRequestError):  # includes InvalidConstraintError and UnknownModelError
+        code, message, field, error_type = grpc.StatusCode.INVALID_ARGUMENT, str(e), e.field, type(e).__name__
+    elif isinstance(e, (NoRouteError, ConfigError)):
+        code, message, error_type = grpc.StatusCode.FAILED_PRECONDITION, str(e), type(e).__name__
+        field = getattr(e, "field", None)
+    elif isinstance(e, BudgetExceededError):
+        code, message, error_type = grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), type(e).__name__
+        if e.scope:
+            extra.append((SCOPE_KEY, _ascii(e.scope)))
+    elif isinstance(e, RpcStatusError):
+        code, message, field, quiet = e.code, e.message, e.field, e.quiet
+    else:
+        # A bug: the caller learns only that it happened and the id to quote.
+        log.error("%s status=INTERNAL", _kv(info), exc_info=e)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error (request id {info['rid']})"
+    us = (time.perf_counter_ns() - t0) / 1e3
+    md: List[Tuple[str, str]] = [(REQUEST_ID_KEY, info["rid"]), *extra]
+    if field and field not in message:
+        message = f"{field}: {message}"  # the status text alone must name the field
+    if error_type:
+        md.append((ERROR_KEY, error_type))
+    if field:
+        md.append((FIELD_KEY, _ascii(field)))
+    if code is not grpc.StatusCode.INTERNAL:
+        level = logging.DEBUG if quiet else logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(level, "%s status=%s field=%s us=%.1f error=%s", _kv(info), code.name, field or "-", us, json.dumps(message, ensure_ascii=False)[:500])
+    context.set_trailing_metadata(tuple(md))
+    context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+def _ok(call: Call, context: grpc.ServicerContext, t0: int) -> None:
+    context.set_trailing_metadata(((REQUEST_ID_KEY, call.info["rid"]),))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s status=OK us=%.1f", _kv(call.info), (time.perf_counter_ns() - t0) / 1e3)
+
+
+def _rpc(fn: Callable[["RouterService", Req, grpc.ServicerContext, Call], Resp]) -> Callable[["RouterService", Req, grpc.ServicerContext], Resp]:
+    """Request id, authentication, status mapping and one log line for a unary method.
+
+    A handler gets a :class:`Call` (its state, principal, and ``info`` dict of log fields to add
+    to); it raises routerx exceptions or :class:`RpcStatusError` and never calls ``context.abort``.
     """
     name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(self: "RouterService", request: Req, context: grpc.ServicerContext) -> Resp:
         t0 = time.perf_counter_ns()
-        rid = _request_id(context)
-        info: Info = {"rid": rid, "rpc": name}
-        code: Optional[grpc.StatusCode] = None
-        field: Optional[str] = None
-        error_type = ""
+        call: Optional[Call] = None
         try:
-            response = fn(self, request, context, info)
-        except InvalidRequestError as e:  # includes InvalidConstraintError and UnknownModelError
-            code, message, field, error_type = grpc.StatusCode.INVALID_ARGUMENT, str(e), e.field, type(e).__name__
-        except (NoRouteError, ConfigError) as e:
-            code, message, error_type = grpc.StatusCode.FAILED_PRECONDITION, str(e), type(e).__name__
-            field = getattr(e, "field", None)
-        except RpcStatusError as e:
-            code, message, field = e.code, e.message, e.field
-        except Exception:
-            # A bug: the caller learns only that it happened and the id to quote.
-            log.exception("%s status=INTERNAL", _kv(info))
-            code, message = grpc.StatusCode.INTERNAL, f"internal error (request id {rid})"
-        us = (time.perf_counter_ns() - t0) / 1e3
-        md: List[Tuple[str, str]] = [(REQUEST_ID_KEY, rid)]
-        if code is None:
-            context.set_trailing_metadata(tuple(md))
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s status=OK us=%.1f", _kv(info), us)
-            return response
-        if field and field not in message:
-            message = f"{field}: {message}"  # the status text alone must name the field
-        if error_type:
-            md.append((ERROR_KEY, error_type))
-        if field:
-            md.append((FIELD_KEY, _ascii(field)))
-        if code is not grpc.StatusCode.INTERNAL:
-            log.warning("%s status=%s field=%s us=%.1f error=%s", _kv(info), code.name, field or "-", us, json.dumps(message, ensure_ascii=False)[:500])
-        context.set_trailing_metadata(tuple(md))
-        context.abort(code, message)
-        raise AssertionError("unreachable: context.abort raises")
+            call = _start(self, name, context)
+            response = fn(self, request, context, call)
+        except Exception as e:
+            _fail(e, call or Call(self.state, {"rid": _metadata(context)[0], "rpc": name}), context, t0)
+            raise AssertionError("unreachable") from None
+        _ok(call, context, t0)
+        return response
+
+    return wrapper
+
+
+def _stream_rpc(fn: Callable[["RouterService", Iterator[Req], grpc.ServicerContext, Call], Iterator[Resp]]) -> Callable[["RouterService", Iterator[Req], grpc.ServicerContext], Iterator[Resp]]:
+    """:func:`_rpc` for a streaming method: one log line per stream, errors end the stream."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: "RouterService", requests: Iterator[Req], context: grpc.ServicerContext) -> Iterator[Resp]:
+        t0 = time.perf_counter_ns()
+        call: Optional[Call] = None
+        try:
+            call = _start(self, name, context)
+            yield from fn(self, requests, context, call)
+        except Exception as e:
+            _fail(e, call or Call(self.state, {"rid": _metadata(context)[0], "rpc": name}), context, t0)
+        else:
+            _ok(call, context, t0)
 
     return wrapper
 
@@ -356,85 +543,314 @@ def _rpc(fn: Callable[["RouterService", Req, grpc.ServicerContext, Info], Resp])
 
 
 class RouterService:
-    """routerx.v1.Router. Thread-safe: the router is, and the decision store locks.
+    """routerx.v1.Router. Thread-safe: the router is, the decision store locks, and the state a
+    reload replaces is swapped whole.
 
     It implements every method, so it does not inherit the generated RouterServicer (whose
-    only job is answering UNIMPLEMENTED) and stays fully typed."""
+    only job is answering UNIMPLEMENTED) and stays fully typed.
 
-    def __init__(self, router: Router, *, max_decisions: int = 100_000, decision_ttl_s: float = 3600.0, max_batch: int = 10_000) -> None:
-        self.router = router
+    ``config``: what ReloadConfig re-reads (a path, a dict, or None for the embedded default),
+    when ``reloadable`` (the server built the router from it). ``owned``: the service closes
+    the router when it is done with it.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        settings: Optional[ServerSettings] = None,
+        config: ConfigInput = None,
+        reloadable: bool = False,
+        owned: bool = False,
+        max_decisions: int = 100_000,
+        decision_ttl_s: float = 3600.0,
+        max_batch: int = 10_000,
+        max_streams: int = 4,
+    ) -> None:
+        if settings is None:
+            settings = server_settings(router.config.server, router.config.source)
+        self.state = ServerState(router, settings, owned)
+        #: The current state and those retired by reloads, by generation: Records find the
+        #: router that made their decision here.
+        self._states: Dict[int, ServerState] = {self.state.gen: self.state}
         self.decisions = DecisionStore(max_decisions, decision_ttl_s)
         self.max_batch = max_batch
+        self._config = config
+        self._reloadable = reloadable
+        self._reload_lock = threading.Lock()
+        self._retired: List[ServerState] = []
+        # Each open stream holds a handler thread for its whole life: cap them below the pool
+        # size so that streams can never starve unary calls.
+        self._streams = threading.BoundedSemaphore(max(1, max_streams))
+
+    @property
+    def router(self) -> Router:
+        return self.state.router
+
+    @router.setter
+    def router(self, router: Router) -> None:
+        """Serves ``router`` from now on (same API keys; fresh per-tenant bookkeeping)."""
+        st = ServerState(router, self.state.settings, owned=False)
+        self._states[st.gen] = st
+        self.state = st
+
+    # -- config reload ------------------------------------------------------------------------------
+
+    def reload(self) -> Tuple[ServerState, ServerState]:
+        """Builds a router from the config again and swaps it in; returns (old, new) states.
+
+        The exact cache lives in a Router's core, so the new router starts empty: answers cached
+        under the old config are not carried over (they may come from models or tiers the new
+        config no longer allows), and its counters start at zero. Calls in flight finish on the
+        old router, and Records of its decisions still reach it (it stays open, up to
+        RETIRED_ROUTERS reloads back, so its accounting is flushed when it closes).
+        """
+        if not self._reloadable:
+            raise RpcStatusError(grpc.StatusCode.FAILED_PRECONDITION, "this server was given a Router object, not a config: there is nothing to reload")
+        with self._reload_lock:
+            # Flush first, so that the new router's budgets start from what the old one spent.
+            self.state.router.flush()
+            router = Router(self._config)  # a ConfigError changes nothing
+            try:
+                settings = server_settings(router.config.server, router.config.source)
+            except ConfigError:
+                router.close()
+                raise
+            old = self.state
+            new = ServerState(router, settings, owned=True)
+            self._states[new.gen] = new
+            self.state = new
+            self._retired.append(old)
+            while len(self._retired) > RETIRED_ROUTERS:
+                gone = self._retired.pop(0)
+                del self._states[gone.gen]  # its decisions can no longer be recorded
+                if gone.owned:
+                    gone.router.close()
+        log.info("config reloaded from %s: classifier=%s models=%d api_keys=%d", router.config.source, router.stats()["classifier"], len(router.catalog.models), len(settings.api_keys))
+        return old, new
+
+    def close(self) -> None:
+        """Closes the routers the server built (flushing their accounting). After the server stopped."""
+        with self._reload_lock:
+            for st in [*self._retired, self.state]:
+                if st.owned:
+                    st.router.close()
+            self._retired.clear()
+
+    # -- routing ------------------------------------------------------------------------------------
+
+    def _route(self, call: Call, prompt: Any, kw: Dict[str, Any]) -> Tuple[Any, str]:
+        """Routes one request for ``call``'s tenant and counts it for that tenant; returns the
+        decision and its cache outcome."""
+        st = call.state
+        tenant = call.tenant(kw.pop("tenant", None))
+        if tenant is not None:
+            kw["tenant"] = tenant
+        try:
+            d = st.router.route(prompt, **kw)
+        except Exception:
+            st.counters.of(tenant if tenant is not None else st.router.config.default_tenant).n[tc.ERRORS] += 1
+            raise
+        return self._settle(st, d, prompt, kw)
+
+    @staticmethod
+    def _settle(st: ServerState, d: Any, prompt: Any, kw: Dict[str, Any]) -> Tuple[Any, str]:
+        """Applies entry invalidations to a routed decision and counts it for its tenant."""
+        cache = d.cache
+        if cache == "exact":
+            if st.entries.has_tombstones and st.entries.invalidated(d.entry_id, time.time() - (d.entry_age_s or 0.0)):
+                # Invalidated by id (the core cannot drop one entry yet): route it afresh. Its
+                # recorded answer replaces the entry and clears the tombstone.
+                d, cache = st.router.route(prompt, **{**kw, "no_cache": True}), "miss"
+        elif cache == "miss" and st.entries.has_entries:
+            st.entries.missed(d.entry_id)
+        c = st.counters.of(d.tenant)
+        c.n[tc.REQUESTS] += 1
+        c.n[_CACHE_COUNTER[cache]] += 1
+        if cache == "exact":
+            c.cost_avoided_usd += d.cost_avoided_usd
+        else:
+            if not d.within_budget:
+                c.n[tc.BEST_EFFORT] += 1
+            k = f"{d.model}/{d.tier}"
+            c.decisions[k] = c.decisions.get(k, 0) + 1
+        return d, cache
+
+    def _hold(self, call: Call, d: Any) -> str:
+        return self.decisions.put((d, call.state.gen), d.tenant)
 
     @_rpc
-    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext, info: Info) -> pb.Decision:
+    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext, call: Call) -> pb.Decision:
         t0 = time.perf_counter_ns()
+        info = call.info
         info.update(tenant=request.tenant if request.HasField("tenant") else None, agent=request.agent, workflow=request.workflow)
         prompt, kw = route_args(request)
-        d = self.router.route(prompt, **kw)
-        info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", cache=d.cache, route_us=d.route_ns / 1e3)
-        did = self.decisions.put(d)
-        return decision_pb(d, did, (time.perf_counter_ns() - t0) / 1e3, request.detect_language)
+        d, cache = self._route(call, prompt, kw)
+        info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", cache=cache, route_us=d.route_ns / 1e3)
+        return decision_pb(d, self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, request.detect_language, cache)
 
     @_rpc
-    def RouteBatch(self, request: pb.RouteBatchRequest, context: grpc.ServicerContext, info: Info) -> pb.RouteBatchResponse:
+    def RouteBatch(self, request: pb.RouteBatchRequest, context: grpc.ServicerContext, call: Call) -> pb.RouteBatchResponse:
         t0 = time.perf_counter_ns()
         n = len(request.requests)
-        info["n"] = n
+        call.info["n"] = n
         if n > self.max_batch:
             raise InvalidRequestError(f"requests: {n} requests in one batch; the limit is {self.max_batch}", "requests")
         items: List[Dict[str, Any]] = []
         for i, r in enumerate(request.requests):
             try:
                 prompt, kw = route_args(r)
-            except InvalidRequestError as e:
-                raise type(e)(f"requests[{i}]: {e}", e.field) from None
+                tenant = call.tenant(kw.pop("tenant", None))
+            except (InvalidRequestError, RpcStatusError) as e:
+                raise _at_index(e, i) from None
+            if tenant is not None:
+                kw["tenant"] = tenant
             kw["prompt"] = prompt
             items.append(kw)
-        ds = self.router.route_many(items)
+        st = call.state
+        ds = st.router.route_many(items)
+        settled = [self._settle(st, d, kw.pop("prompt"), kw) for d, kw in zip(ds, items)]
         us = (time.perf_counter_ns() - t0) / 1e3  # the whole batch's: per-item time is not separable
-        info["route_us"] = sum(d.route_ns for d in ds) / 1e3
-        return pb.RouteBatchResponse(decisions=[decision_pb(d, self.decisions.put(d), us, r.detect_language) for d, r in zip(ds, request.requests)])
+        call.info["route_us"] = sum(d.route_ns for d in ds) / 1e3
+        return pb.RouteBatchResponse(decisions=[decision_pb(d, self._hold(call, d), us, r.detect_language, cache) for (d, cache), r in zip(settled, request.requests)])
+
+    @_stream_rpc
+    def RouteStream(self, requests: Iterator[pb.RouteRequest], context: grpc.ServicerContext, call: Call) -> Iterator[pb.Decision]:
+        if not self._streams.acquire(blocking=False):
+            raise RpcStatusError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open RouteStream calls; retry later or use RouteBatch")
+        n = 0
+        try:
+            for i, r in enumerate(requests):
+                t0 = time.perf_counter_ns()
+                try:
+                    prompt, kw = route_args(r)
+                    d, cache = self._route(call, prompt, kw)
+                except (InvalidRequestError, RpcStatusError) as e:
+                    raise _at_index(e, i) from None
+                n = i + 1
+                yield decision_pb(d, self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, r.detect_language, cache)
+        finally:
+            self._streams.release()
+            call.info["n"] = n
+
+    # -- after the model call -------------------------------------------------------------------------
 
     @_rpc
-    def Record(self, request: pb.RecordRequest, context: grpc.ServicerContext, info: Info) -> pb.RecordResponse:
+    def Record(self, request: pb.RecordRequest, context: grpc.ServicerContext, call: Call) -> pb.RecordResponse:
         did = request.decision_id
-        info["decision_id"] = did
+        call.info["decision_id"] = did
         if not did:
             raise InvalidRequestError("decision_id: is empty; pass the decision_id of a Route answer", "decision_id")
-        held = self.decisions.claim(did)
+        # A tenant key can record only its own tenant's decisions; another's look unknown.
+        held = self.decisions.claim(did, None if call.sees_all() else call.tenant(None))
         if isinstance(held, Recorded):
-            info["replayed"] = True
+            call.info["replayed"] = True
             return pb.RecordResponse(cost_usd=held.cost_usd, stored=held.stored, replayed=True)
+        d, gen = held
+        st = self._states.get(gen)
+        if st is None:
+            self.decisions.finish(did, None)
+            raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: {did!r} was made before config reloads whose router is gone", "decision_id")
+        ok = request.ok if request.HasField("ok") else True
         result: Optional[Recorded] = None
         try:
-            result = self.router.record(
-                held,
-                request.response_text,
-                request.input_tokens,
-                request.output_tokens,
-                request.latency_ms,
-                request.ok if request.HasField("ok") else True,
-            )
+            # The router that made the decision records it, even after a reload.
+            result = st.router.record(d, request.response_text, request.input_tokens, request.output_tokens, request.latency_ms, ok)
         finally:
             self.decisions.finish(did, result)  # on failure the decision stays recordable
-        info.update(tenant=held.tenant, model=f"{held.model}/{held.tier}", stored=result.stored, cost_usd=result.cost_usd)
+        c = st.counters.of(d.tenant)
+        c.n[tc.RECORDS] += 1
+        if d.cache != "exact":
+            c.n[tc.INPUT_TOKENS] += request.input_tokens
+            c.n[tc.OUTPUT_TOKENS] += request.output_tokens
+            c.cost_usd += result.cost_usd
+            if not ok:
+                c.n[tc.FAILED_CALLS] += 1
+        if result.stored:
+            st.entries.stored(d.entry_id, d.tenant)
+        call.info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", stored=result.stored, cost_usd=result.cost_usd)
         return pb.RecordResponse(cost_usd=result.cost_usd, stored=result.stored)
 
+    # -- the cache ------------------------------------------------------------------------------------
+
     @_rpc
-    def Invalidate(self, request: pb.InvalidateRequest, context: grpc.ServicerContext, info: Info) -> pb.InvalidateResponse:
-        tenant = request.tenant if request.HasField("tenant") else None
-        n = self.router.invalidate(tenant)
-        info.update(tenant=tenant or "*", removed=n)
+    def Lookup(self, request: pb.LookupRequest, context: grpc.ServicerContext, call: Call) -> pb.LookupResponse:
+        st = call.state
+        prompt, kw = lookup_args(request)
+        tenant = call.tenant(kw.pop("tenant", None))
+        if tenant is not None:
+            kw["tenant"] = tenant
+        call.info["tenant"] = tenant
+        # Until the core has a lookup, a route answers it: a hit returns before any routing work.
+        # A miss is routed and dropped (its budget reservation is released with the decision), and
+        # both count as requests in the server-wide stats (not in the tenant's).
+        try:
+            d = st.router.route(prompt, **kw)
+        except (NoRouteError, BudgetExceededError):
+            d = None  # only a miss gets that far
+        if d is not None and d.cache == "miss":
+            st.entries.missed(d.entry_id)
+        if d is None or d.cache != "exact" or st.entries.invalidated(d.entry_id, time.time() - (d.entry_age_s or 0.0)):
+            call.info["found"] = False
+            raise RpcStatusError(grpc.StatusCode.NOT_FOUND, "no cached answer for this request", quiet=True)
+        call.info.update(tenant=d.tenant, found=True, entry_id=d.entry_id)
+        return lookup_pb(d)
+
+    @_rpc
+    def Invalidate(self, request: pb.InvalidateRequest, context: grpc.ServicerContext, call: Call) -> pb.InvalidateResponse:
+        st = call.state
+        requested = request.tenant if request.HasField("tenant") else None
+        if request.entry_id:
+            eid = request.entry_id.lower()
+            if requested is not None:
+                raise InvalidRequestError("entry_id: give entry_id or tenant, not both", "entry_id")
+            if not _ENTRY_ID.fullmatch(eid):
+                raise InvalidRequestError(f"entry_id: must be 32 hex digits (a Decision's entry_id), got {request.entry_id[:64]!r}", "entry_id")
+            # A tenant key drops only its own tenant's entries; another's is "not found" (0).
+            owner = None if call.sees_all() else call.tenant(None)
+            n = st.entries.invalidate(eid, owner)
+            core = getattr(st.router, "invalidate_entry", None)  # the core's, once it has one
+            if core is not None:
+                n = int(core(eid, owner))
+            call.info.update(entry_id=eid, removed=n)
+            return pb.InvalidateResponse(removed=n)
+        # A tenant key without a tenant means its own tenant, never "all".
+        tenant = call.tenant(requested)
+        n = st.router.invalidate(tenant)
+        st.entries.invalidate_tenant(tenant)
+        call.info.update(tenant=tenant or "*", removed=n)
         return pb.InvalidateResponse(removed=n)
 
-    @_rpc
-    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext, info: Info) -> pb.StatsResponse:
-        return stats_pb(self.router.stats(), self.decisions)
+    # -- inspection and administration -----------------------------------------------------------------
 
     @_rpc
-    def GetCatalog(self, request: pb.GetCatalogRequest, context: grpc.ServicerContext, info: Info) -> pb.Catalog:
-        return catalog_pb(self.router)
+    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext, call: Call) -> pb.StatsResponse:
+        tenant = call.tenant(request.tenant if request.HasField("tenant") else None)
+        if tenant is not None and (request.HasField("tenant") or not call.sees_all()):
+            call.info["tenant"] = tenant
+            return tenant_stats_pb(call.state, tenant)
+        return stats_pb(call.state.router.stats(), self.decisions)
+
+    @_rpc
+    def GetCatalog(self, request: pb.GetCatalogRequest, context: grpc.ServicerContext, call: Call) -> pb.Catalog:
+        return catalog_pb(call.state.router)
+
+    @_rpc
+    def ReloadConfig(self, request: pb.ReloadConfigRequest, context: grpc.ServicerContext, call: Call) -> pb.ReloadConfigResponse:
+        if not call.sees_all():
+            raise RpcStatusError(grpc.StatusCode.PERMISSION_DENIED, "ReloadConfig needs an admin API key")
+        old, new = self.reload()
+        r = new.router
+        dropped = old.router.stats()["cache"]["entries"]
+        call.info.update(source=r.config.source, dropped=dropped)
+        return pb.ReloadConfigResponse(source=r.config.source, classifier=r.stats()["classifier"], models=len(r.catalog.models), api_keys=len(new.settings.api_keys), cache_entries_dropped=dropped)
+
+
+def _at_index(e: Union[InvalidRequestError, RpcStatusError], i: int) -> Exception:
+    """The same error, located at requests[i] of a batch or stream."""
+    if isinstance(e, RpcStatusError):
+        return RpcStatusError(e.code, f"requests[{i}]: {e.message}", e.field, e.quiet)
+    return type(e)(f"requests[{i}]: {e}", e.field)
 
 
 def add_to_server(service: RouterService, server: grpc.Server) -> None:
@@ -442,4 +858,4 @@ def add_to_server(service: RouterService, server: grpc.Server) -> None:
     register(service, server)
 
 
-__all__ = ["RouterService", "DecisionStore", "RpcStatusError", "SERVICE_NAME", "ERROR_KEY", "FIELD_KEY", "REQUEST_ID_KEY", "add_to_server", "route_args", "decision_pb"]
+__all__ = ["RouterService", "ServerState", "Call", "DecisionStore", "RpcStatusError", "SERVICE_NAME", "ERROR_KEY", "FIELD_KEY", "SCOPE_KEY", "REQUEST_ID_KEY", "add_to_server", "route_args", "lookup_args", "decision_pb"]

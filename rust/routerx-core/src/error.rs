@@ -24,6 +24,10 @@ pub enum Error {
     /// A model or policy file could not be used; `file` names it.
     #[error("{file}: {message}")]
     Config { file: String, message: String },
+    /// A model's files (e.g. the sentence embedder's) are missing (`missing`) or unusable; `file`
+    /// names the file or directory.
+    #[error("{file}: {message}")]
+    Model { file: String, message: String, missing: bool },
 }
 
 impl Error {
@@ -35,6 +39,9 @@ impl Error {
     }
     pub fn config(source: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { file: source.into(), message: message.into() }
+    }
+    pub fn model(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Model { file: file.into(), message: message.into(), missing: false }
     }
 }
 

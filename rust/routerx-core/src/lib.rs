@@ -10,6 +10,8 @@ pub mod accounting;
 pub mod budgets;
 pub mod cache;
 pub mod classifier;
+#[cfg(feature = "embed")]
+pub mod embed;
 pub mod error;
 pub mod features;
 pub mod fingerprint;

@@ -17,6 +17,7 @@ use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
 use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
 use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
 use routerx_core::stats::to_nano;
+use routerx_core::embed::{Embedder as _, MiniLm};
 use routerx_core::Error;
 
 mod exc {
@@ -26,6 +27,7 @@ mod exc {
     pyo3::import_exception!(routerx.errors, NoRouteError);
     pyo3::import_exception!(routerx.errors, ConfigError);
     pyo3::import_exception!(routerx.errors, BudgetExceededError);
+    pyo3::import_exception!(routerx.errors, ModelNotFoundError);
 }
 
 fn to_py_err(e: Error) -> PyErr {
@@ -37,6 +39,8 @@ fn to_py_err(e: Error) -> PyErr {
         Error::NoRoute { .. } => exc::NoRouteError::new_err(msg),
         Error::Config { file, .. } => exc::ConfigError::new_err((msg, file)),
         Error::BudgetExceeded { scope, .. } => exc::BudgetExceededError::new_err((msg, scope)),
+        Error::Model { file, missing: true, .. } => exc::ModelNotFoundError::new_err((msg, file)),
+        Error::Model { file, .. } => exc::ConfigError::new_err((msg, file)),
     }
 }
 
@@ -656,6 +660,60 @@ impl PyCore {
     }
 }
 
+/// A sentence embedder (all-MiniLM-L6-v2) loaded from a local model directory.
+#[pyclass(frozen, name = "Embedder", module = "routerx._core")]
+struct PyEmbedder(Arc<MiniLm>);
+
+#[pymethods]
+impl PyEmbedder {
+    /// Loads config.json, tokenizer.json and model.safetensors from `dir`.
+    #[staticmethod]
+    fn load(py: Python<'_>, dir: std::path::PathBuf) -> PyResult<Self> {
+        let m = without_gil(py, || MiniLm::load(&dir)).map_err(to_py_err)?;
+        Ok(Self(Arc::new(m)))
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+
+    #[getter]
+    fn max_tokens(&self) -> usize {
+        self.0.max_tokens()
+    }
+
+    #[getter]
+    fn model_id(&self) -> &str {
+        self.0.model_id()
+    }
+
+    /// `(vectors, truncated)`: float32 row-major bytes (len(texts) × dim, native byte order) and
+    /// per text whether it was cut to `max_tokens`. The GIL is released for the whole batch.
+    fn embed<'py>(&self, py: Python<'py>, texts: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyBytes>, Vec<bool>)> {
+        if texts.is_instance_of::<PyString>() {
+            return Err(invalid("texts", "must be a list of strings, got one string"));
+        }
+        let mut owned = Vec::new();
+        for (i, t) in texts.try_iter().map_err(|_| invalid("texts", "must be a list of strings"))?.enumerate() {
+            owned.push(owned_str(&t?, &format!("texts[{i}]"))?);
+        }
+        let m = &self.0;
+        let e = without_gil(py, || m.embed(&owned.iter().map(String::as_str).collect::<Vec<_>>())).map_err(to_py_err)?;
+        let bytes = PyBytes::new_with(py, e.vectors.len() * 4, |buf| {
+            for (b, v) in buf.chunks_exact_mut(4).zip(&e.vectors) {
+                b.copy_from_slice(&v.to_ne_bytes());
+            }
+            Ok(())
+        })?;
+        Ok((bytes, e.truncated))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Embedder(model_id={:?}, dim={}, max_tokens={})", self.0.model_id(), self.0.dim(), self.0.max_tokens())
+    }
+}
+
 /// Names the batch index in an error message, keeping the exception type.
 fn prefix_err(py: Python<'_>, e: PyErr, i: usize) -> PyErr {
     let v = e.value(py);
@@ -730,6 +788,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCore>()?;
     m.add_class::<PyDecision>()?;
     m.add_class::<PyConstraints>()?;
+    m.add_class::<PyEmbedder>()?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;
     m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;
     m.add_function(wrap_pyfunction!(round_usd, m)?)?;

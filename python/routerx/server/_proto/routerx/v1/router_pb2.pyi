@@ -189,10 +189,12 @@ class RecordResponse(_message.Message):
     def __init__(self, cost_usd: _Optional[float] = ..., stored: _Optional[bool] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class InvalidateRequest(_message.Message):
-    __slots__ = ("tenant",)
+    __slots__ = ("tenant", "entry_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     tenant: str
-    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+    entry_id: str
+    def __init__(self, tenant: _Optional[str] = ..., entry_id: _Optional[str] = ...) -> None: ...
 
 class InvalidateResponse(_message.Message):
     __slots__ = ("removed",)
@@ -201,8 +203,10 @@ class InvalidateResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
 
 class RouteLatency(_message.Message):
     __slots__ = ("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
@@ -245,7 +249,7 @@ class ServerStats(_message.Message):
     def __init__(self, decisions_held: _Optional[int] = ..., decisions_expired: _Optional[int] = ..., decisions_evicted: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server")
+    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server", "tenant")
     class DecisionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +274,7 @@ class StatsResponse(_message.Message):
     CACHE_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     requests: int
     exact_hits: int
     misses: int
@@ -287,7 +292,66 @@ class StatsResponse(_message.Message):
     cache: CacheStats
     classifier: str
     server: ServerStats
-    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("prompt", "messages", "tenant", "models", "tools_json", "params_json", "min_quality")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    tenant: str
+    models: ModelList
+    tools_json: str
+    params_json: str
+    min_quality: float
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., tenant: _Optional[str] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., tools_json: _Optional[str] = ..., params_json: _Optional[str] = ..., min_quality: _Optional[float] = ...) -> None: ...
+
+class LookupResponse(_message.Message):
+    __slots__ = ("cached_response", "entry_id", "entry_age_s", "tenant", "model", "provider", "tier", "category", "cost_avoided_usd")
+    CACHED_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COST_AVOIDED_USD_FIELD_NUMBER: _ClassVar[int]
+    cached_response: str
+    entry_id: str
+    entry_age_s: float
+    tenant: str
+    model: str
+    provider: str
+    tier: str
+    category: str
+    cost_avoided_usd: float
+    def __init__(self, cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., category: _Optional[str] = ..., cost_avoided_usd: _Optional[float] = ...) -> None: ...
+
+class ReloadConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadConfigResponse(_message.Message):
+    __slots__ = ("source", "classifier", "models", "api_keys", "cache_entries_dropped")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    API_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ENTRIES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    classifier: str
+    models: int
+    api_keys: int
+    cache_entries_dropped: int
+    def __init__(self, source: _Optional[str] = ..., classifier: _Optional[str] = ..., models: _Optional[int] = ..., api_keys: _Optional[int] = ..., cache_entries_dropped: _Optional[int] = ...) -> None: ...
 
 class GetCatalogRequest(_message.Message):
     __slots__ = ()

@@ -44,10 +44,20 @@ class RouterStub:
                 request_serializer=routerx_dot_v1_dot_router__pb2.RouteBatchRequest.SerializeToString,
                 response_deserializer=routerx_dot_v1_dot_router__pb2.RouteBatchResponse.FromString,
                 _registered_method=True)
+        self.RouteStream = channel.stream_stream(
+                '/routerx.v1.Router/RouteStream',
+                request_serializer=routerx_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
+                response_deserializer=routerx_dot_v1_dot_router__pb2.Decision.FromString,
+                _registered_method=True)
         self.Record = channel.unary_unary(
                 '/routerx.v1.Router/Record',
                 request_serializer=routerx_dot_v1_dot_router__pb2.RecordRequest.SerializeToString,
                 response_deserializer=routerx_dot_v1_dot_router__pb2.RecordResponse.FromString,
+                _registered_method=True)
+        self.Lookup = channel.unary_unary(
+                '/routerx.v1.Router/Lookup',
+                request_serializer=routerx_dot_v1_dot_router__pb2.LookupRequest.SerializeToString,
+                response_deserializer=routerx_dot_v1_dot_router__pb2.LookupResponse.FromString,
                 _registered_method=True)
         self.Invalidate = channel.unary_unary(
                 '/routerx.v1.Router/Invalidate',
@@ -63,6 +73,11 @@ class RouterStub:
                 '/routerx.v1.Router/GetCatalog',
                 request_serializer=routerx_dot_v1_dot_router__pb2.GetCatalogRequest.SerializeToString,
                 response_deserializer=routerx_dot_v1_dot_router__pb2.Catalog.FromString,
+                _registered_method=True)
+        self.ReloadConfig = channel.unary_unary(
+                '/routerx.v1.Router/ReloadConfig',
+                request_serializer=routerx_dot_v1_dot_router__pb2.ReloadConfigRequest.SerializeToString,
+                response_deserializer=routerx_dot_v1_dot_router__pb2.ReloadConfigResponse.FromString,
                 _registered_method=True)
 
 
@@ -83,6 +98,14 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RouteStream(self, request_iterator, context):
+        """Routes a stream of requests over one call: one Decision per request, in order. A bad
+        request ends the stream with its status, naming its index (requests[i]).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Record(self, request, context):
         """Accounts the model call made for an earlier decision and caches its answer.
         """
@@ -90,8 +113,15 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lookup(self, request, context):
+        """The exact cache's answer for a request, without routing it: NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Invalidate(self, request, context):
-        """Drops cached answers: one tenant's, or all.
+        """Drops cached answers: one entry, one tenant's, or all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +141,15 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadConfig(self, request, context):
+        """Re-reads the config file the server started with and swaps in a router built from it
+        (and its API keys). The new router starts with an empty cache and fresh counters; calls in
+        flight finish on the old one. A bad file changes nothing (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,10 +163,20 @@ def add_RouterServicer_to_server(servicer, server):
                     request_deserializer=routerx_dot_v1_dot_router__pb2.RouteBatchRequest.FromString,
                     response_serializer=routerx_dot_v1_dot_router__pb2.RouteBatchResponse.SerializeToString,
             ),
+            'RouteStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RouteStream,
+                    request_deserializer=routerx_dot_v1_dot_router__pb2.RouteRequest.FromString,
+                    response_serializer=routerx_dot_v1_dot_router__pb2.Decision.SerializeToString,
+            ),
             'Record': grpc.unary_unary_rpc_method_handler(
                     servicer.Record,
                     request_deserializer=routerx_dot_v1_dot_router__pb2.RecordRequest.FromString,
                     response_serializer=routerx_dot_v1_dot_router__pb2.RecordResponse.SerializeToString,
+            ),
+            'Lookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lookup,
+                    request_deserializer=routerx_dot_v1_dot_router__pb2.LookupRequest.FromString,
+                    response_serializer=routerx_dot_v1_dot_router__pb2.LookupResponse.SerializeToString,
             ),
             'Invalidate': grpc.unary_unary_rpc_method_handler(
                     servicer.Invalidate,
@@ -143,6 +192,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetCatalog,
                     request_deserializer=routerx_dot_v1_dot_router__pb2.GetCatalogRequest.FromString,
                     response_serializer=routerx_dot_v1_dot_router__pb2.Catalog.SerializeToString,
+            ),
+            'ReloadConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadConfig,
+                    request_deserializer=routerx_dot_v1_dot_router__pb2.ReloadConfigRequest.FromString,
+                    response_serializer=routerx_dot_v1_dot_router__pb2.ReloadConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -210,6 +264,33 @@ class Router:
             _registered_method=True)
 
     @staticmethod
+    def RouteStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/routerx.v1.Router/RouteStream',
+            routerx_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
+            routerx_dot_v1_dot_router__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Record(request,
             target,
             options=(),
@@ -226,6 +307,33 @@ class Router:
             '/routerx.v1.Router/Record',
             routerx_dot_v1_dot_router__pb2.RecordRequest.SerializeToString,
             routerx_dot_v1_dot_router__pb2.RecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routerx.v1.Router/Lookup',
+            routerx_dot_v1_dot_router__pb2.LookupRequest.SerializeToString,
+            routerx_dot_v1_dot_router__pb2.LookupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -307,6 +415,33 @@ class Router:
             '/routerx.v1.Router/GetCatalog',
             routerx_dot_v1_dot_router__pb2.GetCatalogRequest.SerializeToString,
             routerx_dot_v1_dot_router__pb2.Catalog.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routerx.v1.Router/ReloadConfig',
+            routerx_dot_v1_dot_router__pb2.ReloadConfigRequest.SerializeToString,
+            routerx_dot_v1_dot_router__pb2.ReloadConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

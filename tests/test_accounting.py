@@ -215,6 +215,35 @@ def test_metrics_endpoint_and_stats_from_server(capsys: pytest.CaptureFixture[st
         srv.shutdown()
 
 
+def test_serve_exposes_metrics_of_the_serving_router(tmp_path: Path) -> None:
+    from routerx.server import serve
+
+    cfg = tmp_path / "routerx.toml"
+    cfg.write_text('[accounting]\ndb = ""\n')
+    srv = serve(str(cfg), port=0, block=False, metrics_port=0)
+    try:
+        assert srv.metrics is not None
+        c = routerx.Client(srv.target, timeout=5)
+        for i in range(3):
+            c.route(f"metrics over the wire {i}", tenant="acme")
+
+        def requests() -> float:
+            text = urllib.request.urlopen(srv.metrics.url + "/metrics", timeout=5).read().decode()  # type: ignore[union-attr]
+            line = next(x for x in text.splitlines() if x.startswith("routerx_requests_total"))
+            return float(line.split()[-1])
+
+        assert requests() == 3
+        # After ReloadConfig the endpoint follows the new router.
+        c.reload_config()
+        c.route("after reload", tenant="acme")
+        assert requests() == 1
+        c.close()
+    finally:
+        srv.stop(0)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(srv.metrics.url + "/metrics", timeout=2)
+
+
 def test_cli_stats_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "s.db"
     with routerx.Router(db=db) as r:

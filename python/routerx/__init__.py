@@ -16,8 +16,10 @@ from .errors import (
     ConfigError,
     InvalidConstraintError,
     InvalidRequestError,
+    ModelNotFoundError,
     NoRouteError,
     RouterxError,
+    SnapshotError,
     UnknownModelError,
 )
 from .policy import CATEGORIES, Catalog, Model, PolicySettings, Tier
@@ -61,5 +63,7 @@ __all__ = [
     "NoRouteError",
     "ConfigError",
     "BudgetExceededError",
+    "ModelNotFoundError",
+    "SnapshotError",
     "Budget",
 ]

@@ -34,7 +34,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "excluded_tiers": list,
         "classifier": str,
     },
-    "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float)},
+    "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float), "snapshot_dir": str},
     "catalog": {"files": list, "include_default": bool},
     "accounting": {
         "db": str,
@@ -114,6 +114,8 @@ class Config:
     cache_max_entries: int = 100_000
     cache_max_bytes: int = 256 << 20
     cache_ttl_s: float = 86_400.0
+    #: Where the cache is restored from at start and snapshotted to at close (None: no persistence).
+    cache_snapshot_dir: Optional[Path] = None
     catalog_files: Tuple[Path, ...] = ()
     include_default_catalog: bool = True
     #: Accounting database: a path, "" or ":memory:" for none; None resolves $ROUTERX_DB, then the
@@ -242,6 +244,7 @@ def load_config(config: ConfigInput = None) -> Config:
         cache_max_entries=int(c["max_entries"]),
         cache_max_bytes=int(c["max_bytes"]),
         cache_ttl_s=float(c["ttl_s"]),
+        cache_snapshot_dir=(root / c["snapshot_dir"]) if c.get("snapshot_dir") else None,
         catalog_files=tuple(root / f for f in k["files"]),
         include_default_catalog=k["include_default"],
         accounting_db=(str(root / a["db"]) if a["db"] not in ("", ":memory:") else a["db"]) if "db" in a else None,

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "ModelNotFoundError",
     "BudgetExceededError",
+    "SnapshotError",
 ]
 
 
@@ -77,6 +78,19 @@ class BudgetExceededError(RouterxError, RuntimeError):
         super().__init__(message, scope)
         self.message = message
         self.scope = scope
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SnapshotError(RouterxError, OSError):
+    """A cache snapshot could not be written, or is missing, truncated, corrupt or of another format
+    version. ``file`` names it; the cache is left as it was."""
+
+    def __init__(self, message: str, file: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
 
     def __str__(self) -> str:
         return self.message

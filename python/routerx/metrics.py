@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -24,6 +24,9 @@ from . import _core
 if TYPE_CHECKING:
     from .router import Router
 
+#: A router, or a callable returning the one serving now.
+RouterSource = Union["Router", Callable[[], "Router"]]
+
 #: Route-latency histogram buckets, seconds (the core's own time per request: microseconds).
 ROUTE_LATENCY_BUCKETS_S: Tuple[float, ...] = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
 _LEDGER_LABELS = ["tenant", "agent", "workflow", "step", "model", "tier"]
@@ -32,8 +35,12 @@ _LEDGER_LABELS = ["tenant", "agent", "workflow", "step", "model", "tier"]
 class RouterCollector(Collector):
     """Every routerx metric of one router, computed at collection time."""
 
-    def __init__(self, router: "Router") -> None:
-        self.router = router
+    def __init__(self, router: "RouterSource") -> None:
+        self._router = router
+
+    @property
+    def router(self) -> "Router":
+        return self._router() if callable(self._router) else self._router
 
     def collect(self) -> Iterator[Metric]:
         r = self.router
@@ -124,7 +131,7 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def registry_for(router: "Router") -> CollectorRegistry:
+def registry_for(router: "RouterSource") -> CollectorRegistry:
     """A registry holding only this router's collector (no process/platform collectors)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(RouterCollector(router))
@@ -166,14 +173,18 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(router: "Router", host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
+def start_metrics_server(router: "RouterSource", host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
     """Serves ``/metrics`` (Prometheus) and ``/stats`` (JSON) for ``router`` from a daemon thread.
-    ``port=0`` picks a free port (see ``.port``)."""
-    metrics_app = make_wsgi_app(registry_for(router))
+    ``router`` may be a callable returning the router serving now (the gRPC server's, which
+    ReloadConfig replaces). ``port=0`` picks a free port (see ``.port``)."""
+    collector = RouterCollector(router)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    metrics_app = make_wsgi_app(reg)
 
     def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in ("/stats", "/stats.json"):
-            body = json.dumps(stats_json(router)).encode()
+            body = json.dumps(stats_json(collector.router)).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         return metrics_app(environ, start_response)  # type: ignore[no-any-return]

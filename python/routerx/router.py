@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -12,9 +14,14 @@ from . import _core
 from ._core import Decision
 from .accounting.store import AccountingStore, default_db_path, row_to_dict
 from .config import BUDGET_ACTIONS, Budget, Config, ConfigInput, load_config
-from .errors import ConfigError, InvalidConstraintError, InvalidRequestError
+from .errors import ConfigError, InvalidConstraintError, InvalidRequestError, SnapshotError
 from .policy.catalog import Catalog
 from .policy.policy import compile_accounting, compile_policy
+
+log = logging.getLogger("routerx")
+
+#: The exact cache's file inside a snapshot directory.
+EXACT_SNAPSHOT_FILE = "exact-cache.rxsnap"
 
 Message = Mapping[str, Any]
 Prompt = Union[str, bytes, Sequence[Message]]
@@ -42,10 +49,11 @@ class Router:
     Thread-safe: share one instance. Every method crosses into the core once, with the GIL released.
     """
 
-    def __init__(self, config: ConfigInput = None, *, catalog: Optional[Catalog] = None, db: Union[None, str, Path, Any] = DEFAULT_DB) -> None:
+    def __init__(self, config: ConfigInput = None, *, catalog: Optional[Catalog] = None, db: Union[None, str, Path, Any] = DEFAULT_DB, restore: bool = True) -> None:
         """``config``: a TOML path, a dict of the same shape, or None for the embedded defaults.
         ``db``: the accounting database (a path; None or ":memory:" for none); by default the
-        config's ``[accounting] db``, else ``$ROUTERX_DB``, else ``~/.local/state/routerx/accounting.db``."""
+        config's ``[accounting] db``, else ``$ROUTERX_DB``, else ``~/.local/state/routerx/accounting.db``.
+        ``restore``: fill the cache from ``[cache] snapshot_dir`` when it holds a snapshot."""
         self.config: Config = load_config(config)
         self.catalog: Catalog = catalog or Catalog.load(self.config.catalog_files, include_default=self.config.include_default_catalog)
         classifier_json = None
@@ -82,6 +90,13 @@ class Router:
             self._store = AccountingStore(self.db_path, self._core.drain_deltas, self.config.flush_interval_ms / 1000.0)
         for b in self.config.budgets:
             self._apply_budget(b)
+        self.snapshot_dir: Optional[Path] = self.config.cache_snapshot_dir
+        if restore and self.snapshot_dir is not None and (self.snapshot_dir / EXACT_SNAPSHOT_FILE).exists():
+            try:
+                self.restore(self.snapshot_dir)
+            except SnapshotError as e:
+                # A bad snapshot must not keep the router from starting: start empty, say why.
+                log.error("cache snapshot not restored, starting with an empty cache: %s", e)
 
     # -- routing -------------------------------------------------------------------------------
 
@@ -291,8 +306,40 @@ class Router:
         flush interval). Returns how many rows were written."""
         return self._store.flush() if self._store is not None else 0
 
-    def close(self) -> None:
-        """Flushes and closes the accounting database. The router still routes afterwards."""
+    def snapshot(self, directory: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
+        """Writes the cache's live entries to ``directory`` (default: ``[cache] snapshot_dir``),
+        atomically (write, fsync, rename): a crash leaves the previous snapshot or this one.
+        Lookups and inserts go on meanwhile. Returns ``{"entries", "bytes", "file"}``."""
+        path = self._snapshot_path(directory)
+        n, size = self._core.snapshot_cache(path)
+        log.info("cache snapshot: %d entries, %d bytes -> %s", n, size, path)
+        return {"entries": n, "bytes": size, "file": str(path)}
+
+    def restore(self, directory: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
+        """Adds the live entries of a snapshot in ``directory`` (default: ``[cache] snapshot_dir``).
+        A missing, truncated, corrupt or other-version file raises :class:`SnapshotError` naming
+        it, and the cache is left as it was. Entries are dropped, not served, if the catalog's models
+        changed since the snapshot. Returns ``{"restored", "expired", "dropped", "file"}``."""
+        path = self._snapshot_path(directory)
+        restored, expired, dropped = self._core.restore_cache(path)
+        log.info("cache restored from %s: %d entries (%d expired, %d dropped)", path, restored, expired, dropped)
+        return {"restored": restored, "expired": expired, "dropped": dropped, "file": str(path)}
+
+    def _snapshot_path(self, directory: Union[str, "os.PathLike[str]", None]) -> Path:
+        if directory is None:
+            if self.snapshot_dir is None:
+                raise SnapshotError("no snapshot directory: pass one or set [cache] snapshot_dir in the config")
+            directory = self.snapshot_dir
+        return Path(os.fspath(directory)) / EXACT_SNAPSHOT_FILE
+
+    def close(self, snapshot: bool = True) -> None:
+        """Snapshots the cache (when ``[cache] snapshot_dir`` is set and ``snapshot``), then flushes
+        and closes the accounting database. The router still routes afterwards."""
+        if snapshot and self.snapshot_dir is not None:
+            try:
+                self.snapshot()
+            except SnapshotError as e:
+                log.error("cache snapshot failed: %s", e)
         if self._store is not None:
             self._store.close()
             self._store = None

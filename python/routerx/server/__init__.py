@@ -32,13 +32,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--grace", type=float, default=5.0, metavar="S", help="seconds calls in flight get to finish on SIGTERM (default 5)")
     ap.add_argument("--decision-ttl", type=float, default=3600.0, metavar="S", help="how long a decision can be recorded (default 3600)")
     ap.add_argument("--reuse-port", action="store_true", help="share the port with other server processes (SO_REUSEPORT; the kernel spreads connections): one process per core scales past the GIL")
+    ap.add_argument("--metrics-port", type=int, default=None, metavar="P", help="also serve Prometheus /metrics and JSON /stats over HTTP on this port (same host; 0 picks one)")
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="DEBUG logs one line per request")
     a = ap.parse_args(argv)
     if a.workers < 1 or not 0 <= a.port < 65536:
         ap.error("--workers must be ≥ 1 and --port in [0, 65535]")
     logging.basicConfig(level=a.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        serve(a.config, a.host, a.port, a.workers, a.max_concurrent_rpcs, block=True, grace=a.grace, decision_ttl_s=a.decision_ttl, reuse_port=a.reuse_port)
+        serve(a.config, a.host, a.port, a.workers, a.max_concurrent_rpcs, block=True, grace=a.grace, decision_ttl_s=a.decision_ttl, reuse_port=a.reuse_port, metrics_port=a.metrics_port)
     except ConfigError as e:
         print(f"routerx serve: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ import signal
 import threading
 from concurrent import futures
 from types import FrameType
-from typing import Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +18,9 @@ from grpc_reflection.v1alpha import reflection
 from ..config import ConfigInput
 from ..errors import ConfigError
 from ..router import Router
+
+if TYPE_CHECKING:
+    from ..metrics import MetricsServer
 from .service import SERVICE_NAME, RouterService, add_to_server
 
 log = logging.getLogger("routerx.server")
@@ -39,6 +42,8 @@ class RunningServer:
         self.health = health
         self._pools = pools
         self._stopped = threading.Event()
+        #: The HTTP metrics endpoint, when serve() was given a metrics_port.
+        self.metrics: Optional["MetricsServer"] = None
 
     @property
     def router(self) -> Router:
@@ -59,9 +64,11 @@ class RunningServer:
         # grpc does not own the executors it was given: release their threads.
         for p in self._pools:
             p.shutdown(wait=False)
-        # No call is running any more: flush and close the routers the server built. (The exact
-        # cache has no snapshot yet, so its entries end with the process.)
+        # No call is running any more: close the routers the server built, which flushes their
+        # accounting and snapshots the cache when [cache] snapshot_dir is set.
         self.service.close()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         self._stopped.set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -110,6 +117,7 @@ def serve(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     reuse_port: bool = False,
     max_streams: Optional[int] = None,
+    metrics_port: Optional[int] = None,
 ) -> RunningServer:
     """Serves ``routerx.v1.Router`` (plus grpc.health.v1 and reflection) on ``host:port``.
 
@@ -130,7 +138,8 @@ def serve(
     The config's ``[server]`` section holds the API keys (see :mod:`routerx.server.auth`);
     ReloadConfig re-reads ``config``. ``reuse_port`` lets several server processes listen on
     one port (SO_REUSEPORT). ``max_streams`` (default workers / 2) bounds open RouteStream
-    calls, each of which holds a worker thread while open.
+    calls, each of which holds a worker thread while open. ``metrics_port`` also serves
+    Prometheus ``/metrics`` and JSON ``/stats`` of the serving router over HTTP.
     """
     if workers < 1:
         raise ValueError("workers must be ≥ 1")
@@ -180,6 +189,15 @@ def serve(
     for name in ("", SERVICE_NAME):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = RunningServer(server, bound, host, service, hs, pools)
+    if metrics_port is not None:
+        from ..metrics import start_metrics_server
+
+        try:
+            running.metrics = start_metrics_server(lambda: service.router, host, metrics_port)
+        except OSError:
+            running.stop(0)
+            raise
+        log.info("metrics on %s/metrics", running.metrics.url)
     keys = service.state.settings.api_keys
     log.info(
         "routerx gRPC server listening on %s:%d (workers=%d, max_concurrent_rpcs=%d, classifier=%s, auth=%s%s, pid=%d)",

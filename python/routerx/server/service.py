@@ -610,7 +610,9 @@ class RouterService:
         with self._reload_lock:
             # Flush first, so that the new router's budgets start from what the old one spent.
             self.state.router.flush()
-            router = Router(self._config)  # a ConfigError changes nothing
+            # A ConfigError changes nothing. The new router starts empty: restoring the snapshot on
+            # disk would bring back answers invalidated since it was taken.
+            router = Router(self._config, restore=False)
             try:
                 settings = server_settings(router.config.server, router.config.source)
             except ConfigError:
@@ -625,16 +627,19 @@ class RouterService:
                 gone = self._retired.pop(0)
                 del self._states[gone.gen]  # its decisions can no longer be recorded
                 if gone.owned:
-                    gone.router.close()
+                    gone.router.close(snapshot=False)
         log.info("config reloaded from %s: classifier=%s models=%d api_keys=%d", router.config.source, router.stats()["classifier"], len(router.catalog.models), len(settings.api_keys))
         return old, new
 
     def close(self) -> None:
         """Closes the routers the server built (flushing their accounting). After the server stopped."""
         with self._reload_lock:
-            for st in [*self._retired, self.state]:
+            for st in self._retired:
                 if st.owned:
-                    st.router.close()
+                    st.router.close(snapshot=False)
+            # The serving router last: its cache is the one snapshotted (when configured).
+            if self.state.owned:
+                self.state.router.close()
             self._retired.clear()
 
     # -- routing ------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ pub enum Error {
     /// names the file or directory.
     #[error("{file}: {message}")]
     Model { file: String, message: String, missing: bool },
+    /// A snapshot file could not be written, or is missing, truncated, corrupt or of another
+    /// format version; `file` names it. State is left as it was.
+    #[error("{file}: {message}")]
+    Snapshot { file: String, message: String },
 }
 
 impl Error {

@@ -18,6 +18,7 @@ pub mod fingerprint;
 pub mod policy;
 pub mod request;
 pub mod router;
+pub mod snapshot;
 pub mod stats;
 pub mod tokens;
 

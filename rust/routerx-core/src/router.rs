@@ -584,6 +584,22 @@ impl Core {
         &self.cache
     }
 
+    /// The model names whose indices the cache keys' model scopes refer to.
+    fn catalog_names(&self) -> Vec<String> {
+        self.policy.load().table.models.iter().map(|m| m.name.to_string()).collect()
+    }
+
+    /// Writes the exact cache's live entries to `path` atomically; returns (entries, bytes).
+    pub fn snapshot_cache(&self, path: &std::path::Path) -> Result<(usize, u64)> {
+        self.cache.snapshot(path, &self.catalog_names(), unix_now())
+    }
+
+    /// Adds a snapshot's live entries to the exact cache (all dropped if the catalog's models
+    /// changed, since model scopes in the keys are catalog indices). On error nothing changes.
+    pub fn restore_cache(&self, path: &std::path::Path) -> Result<crate::cache::exact::Restored> {
+        self.cache.restore(path, &self.catalog_names(), unix_now())
+    }
+
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
     }

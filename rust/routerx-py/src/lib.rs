@@ -28,6 +28,7 @@ mod exc {
     pyo3::import_exception!(routerx.errors, ConfigError);
     pyo3::import_exception!(routerx.errors, BudgetExceededError);
     pyo3::import_exception!(routerx.errors, ModelNotFoundError);
+    pyo3::import_exception!(routerx.errors, SnapshotError);
 }
 
 fn to_py_err(e: Error) -> PyErr {
@@ -41,6 +42,7 @@ fn to_py_err(e: Error) -> PyErr {
         Error::BudgetExceeded { scope, .. } => exc::BudgetExceededError::new_err((msg, scope)),
         Error::Model { file, missing: true, .. } => exc::ModelNotFoundError::new_err((msg, file)),
         Error::Model { file, .. } => exc::ConfigError::new_err((msg, file)),
+        Error::Snapshot { file, .. } => exc::SnapshotError::new_err((msg, file)),
     }
 }
 
@@ -612,6 +614,17 @@ impl PyCore {
             Some(t) => cache.remove_where(|e| *e.tenant == *t),
             None => cache.clear(),
         })
+    }
+
+    /// Writes the exact cache to `path` (atomic, versioned, checksummed); returns (entries, bytes).
+    fn snapshot_cache(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<(usize, u64)> {
+        without_gil(py, || self.0.snapshot_cache(&path)).map_err(to_py_err)
+    }
+
+    /// Adds a snapshot's live entries; returns (restored, expired, dropped). On error nothing changes.
+    fn restore_cache(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<(usize, usize, usize)> {
+        let r = without_gil(py, || self.0.restore_cache(&path)).map_err(to_py_err)?;
+        Ok((r.restored, r.expired, r.dropped))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -17,9 +17,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
 use crate::classifier::Category;
 use crate::fingerprint::Key;
+use crate::{snapshot, Result};
 
 /// Bytes charged per entry on top of its strings: the map slot, the `Arc` and the metadata.
 const ENTRY_OVERHEAD: usize = 192;
@@ -127,6 +129,46 @@ impl Shard {
         }
         Some(entry)
     }
+}
+
+/// Snapshot file kind and format version of the exact cache.
+pub const SNAPSHOT_KIND: &str = "exact-cache";
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SavedEntry {
+    key: Key,
+    tenant: String,
+    response: String,
+    model: String,
+    provider: String,
+    tier: String,
+    category: u8,
+    complexity: f32,
+    input_tokens: u32,
+    output_tokens: u32,
+    cost_usd: f64,
+    created: f64,
+    expires: f64,
+    hits: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedCache {
+    /// What the keys were computed against (model scopes are catalog indices): a snapshot is only
+    /// restored into a router whose catalog lists the same models in the same order.
+    catalog: Vec<String>,
+    entries: Vec<SavedEntry>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub restored: usize,
+    /// Expired since the snapshot was taken.
+    pub expired: usize,
+    /// Dropped because the catalog changed (all of them) or the cache is smaller now.
+    pub dropped: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -305,6 +347,91 @@ impl ExactCache {
         self.remove_where(|_| true)
     }
 
+    /// Writes every live entry to `path` (see [`crate::snapshot`]); returns (entries, bytes).
+    /// Shards are copied one at a time, so lookups and inserts carry on meanwhile.
+    pub fn snapshot(&self, path: &std::path::Path, catalog: &[String], now: f64) -> Result<(usize, u64)> {
+        let mut entries = Vec::with_capacity(self.entries.load(Relaxed));
+        for lock in self.shards.iter() {
+            let shard = lock.read();
+            entries.extend(shard.map.values().filter(|(e, _)| e.expires > now).map(|(e, _)| SavedEntry {
+                key: e.key,
+                tenant: e.tenant.to_string(),
+                response: e.response.clone(),
+                model: e.model.to_string(),
+                provider: e.provider.to_string(),
+                tier: e.tier.to_string(),
+                category: e.category as u8,
+                complexity: e.complexity,
+                input_tokens: e.input_tokens,
+                output_tokens: e.output_tokens,
+                cost_usd: e.cost_usd,
+                created: e.created,
+                expires: e.expires,
+                hits: e.hits.load(Relaxed),
+            }));
+        }
+        let n = entries.len();
+        let bytes = snapshot::write(path, SNAPSHOT_KIND, SNAPSHOT_VERSION, &SavedCache { catalog: catalog.to_vec(), entries })?;
+        Ok((n, bytes))
+    }
+
+    /// Adds the live entries of a snapshot. The file is verified whole first: on any error the
+    /// cache is left exactly as it was.
+    pub fn restore(&self, path: &std::path::Path, catalog: &[String], now: f64) -> Result<Restored> {
+        let saved: SavedCache = snapshot::read(path, SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
+        let mut out = Restored::default();
+        if saved.catalog != catalog {
+            out.dropped = saved.entries.len();
+            return Ok(out);
+        }
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut intern = |s: String| names.entry(s).or_insert_with_key(|k| Arc::from(k.as_str())).clone();
+        // Most valuable first, so a smaller cache keeps what saves the most.
+        let mut entries = saved.entries;
+        entries.sort_by(|a, b| {
+            let pa = (1 + a.hits) as f64 * a.cost_usd / (a.response.len() + 1) as f64;
+            let pb = (1 + b.hits) as f64 * b.cost_usd / (b.response.len() + 1) as f64;
+            pb.total_cmp(&pa)
+        });
+        let total = entries.len();
+        let mut keys = Vec::with_capacity(total);
+        for s in entries {
+            if s.expires <= now {
+                out.expired += 1;
+                continue;
+            }
+            let Some(&category) = Category::ALL.get(s.category as usize) else { continue };
+            // Most valuable first: once the cache is full, the rest would only displace better ones.
+            if self.entries.load(Relaxed) >= self.cfg.max_entries
+                || self.bytes.load(Relaxed) + ENTRY_OVERHEAD + s.response.len() + s.tenant.len() > self.cfg.max_bytes
+            {
+                continue;
+            }
+            keys.push(s.key);
+            let e = Entry::new(
+                s.key,
+                intern(s.tenant),
+                s.response,
+                intern(s.model),
+                intern(s.provider),
+                intern(s.tier),
+                category,
+                s.complexity,
+                s.input_tokens,
+                s.output_tokens,
+                s.cost_usd,
+                s.created,
+                s.expires,
+            );
+            e.hits.store(s.hits, Relaxed);
+            self.insert(e, now);
+        }
+        // What a smaller cache evicted (or never stored) is counted as dropped.
+        out.restored = keys.iter().filter(|&&k| self.peek(k).is_some()).count();
+        out.dropped = total - out.expired - out.restored;
+        Ok(out)
+    }
+
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.entries.load(Relaxed) as u64,
@@ -394,6 +521,53 @@ mod tests {
             c.insert(entry(key(i), 0.001, 100, 1e9), 0.0);
         }
         assert!(c.peek(key(0)).is_some(), "a frequently hit entry survives a flood of one-offs");
+    }
+
+    #[test]
+    fn snapshot_round_trip_keeps_entries_hits_and_checks_the_catalog() {
+        let dir = std::env::temp_dir().join(format!("routerx-exact-snap-{}", std::process::id()));
+        let path = dir.join("exact.rxsnap");
+        let catalog = vec!["a".to_string(), "b".to_string()];
+        let c = ExactCache::new(CacheConfig::default());
+        for i in 0..100_000u64 {
+            let expires = if i % 10 == 0 { 50.0 } else { 1e9 };
+            c.insert(entry(key(i), 0.001 * (i % 7) as f64, (i % 40) as usize, expires), 0.0);
+        }
+        for _ in 0..3 {
+            c.get(key(1), 0.0);
+        }
+        let (n, bytes) = c.snapshot(&path, &catalog, 0.0).unwrap();
+        assert_eq!(n, 100_000);
+        assert!(bytes > 1_000_000);
+
+        let r = ExactCache::new(CacheConfig::default());
+        let got = r.restore(&path, &catalog, 100.0).unwrap();
+        assert_eq!(got, Restored { restored: 90_000, expired: 10_000, dropped: 0 });
+        let e = r.peek(key(1)).unwrap();
+        assert_eq!((e.hits.load(Relaxed), e.response.len(), e.cost_usd), (3, 1, 0.001));
+        assert!(r.peek(key(10)).is_none(), "expired since the snapshot");
+        assert_eq!(r.stats().entries, 90_000);
+
+        // Another catalog: model scopes in the keys would mean other models, so nothing is served.
+        let other = ExactCache::new(CacheConfig::default());
+        let got = other.restore(&path, &["b".to_string(), "a".to_string()], 100.0).unwrap();
+        assert_eq!((got.restored, got.dropped, other.stats().entries), (0, 100_000, 0));
+
+        // A smaller cache keeps the most valuable entries.
+        let small = ExactCache::new(CacheConfig { max_entries: 1000, ..CacheConfig::default() });
+        let got = small.restore(&path, &catalog, 100.0).unwrap();
+        assert_eq!((got.restored, got.restored + got.dropped + got.expired), (1000, 100_000));
+        assert!((0..100_000).filter_map(|i| small.peek(key(i))).all(|e| e.cost_usd > 0.0));
+
+        // Corrupt file: an error naming it, and the cache unchanged.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = r.restore(&path, &catalog, 100.0).unwrap_err();
+        assert!(err.to_string().contains("exact.rxsnap") && err.to_string().contains("checksum"), "{err}");
+        assert_eq!(r.stats().entries, 90_000);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -13,6 +13,7 @@ import pytest
 
 # Use the cost map shipped in the wheel instead of fetching it from the network at import.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 litellm = pytest.importorskip("litellm")
 
 pytestmark = pytest.mark.benchmark(group="baseline-litellm", min_rounds=200, warmup=True)

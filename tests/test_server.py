@@ -156,6 +156,87 @@ def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
 # -- parity with the in-process router ---------------------------------------------------------------
 
 
+def _expected_fields(d: Any, did: str, overhead: float) -> Dict[str, Any]:
+    """What a Decision message must hold for in-process decision ``d``, field by field."""
+    return {
+        "decision_id": did,
+        "model": d.model,
+        "provider": d.provider,
+        "tier": d.tier,
+        "cache": {"exact": pb.CACHE_OUTCOME_EXACT, "miss": pb.CACHE_OUTCOME_MISS, "bypass": pb.CACHE_OUTCOME_BYPASS}[d.cache],
+        "cached_response": d.cached_response,
+        "entry_id": d.entry_id,
+        "entry_age_s": d.entry_age_s,
+        "tenant": d.tenant,
+        "category": d.category,
+        "complexity": d.complexity,
+        "confidence": d.confidence,
+        "language": None,
+        "input_tokens": d.input_tokens,
+        "predicted_output_tokens": d.predicted_output_tokens,
+        "predicted_cost_usd": d.predicted_cost_usd,
+        "predicted_latency_ms": d.predicted_latency_ms,
+        "cost_avoided_usd": d.cost_avoided_usd,
+        "required_quality": d.required_quality,
+        "within_budget": d.within_budget,
+        "violations": d.violations,
+        "fallbacks": [dict(f) for f in d.fallbacks],
+        "reason": d.reason,
+        "route_ns": d.route_ns,
+        "overhead_us": overhead,
+    }
+
+
+def _fields_of(m: Any) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for f in pb.Decision.DESCRIPTOR.fields:
+        if f.name == "fallbacks":
+            out[f.name] = [{k.name: getattr(x, k.name) for k in pb.Fallback.DESCRIPTOR.fields} for x in m.fallbacks]
+        elif f.name == "violations":
+            out[f.name] = list(m.violations)
+        elif f.has_presence and not m.HasField(f.name):
+            out[f.name] = None
+        else:
+            out[f.name] = getattr(m, f.name)
+    return out
+
+
+def test_wire_encoding_matches_the_decision_field_by_field(local: routerx.Router) -> None:
+    """Route answers are encoded in Rust (Decision.wire): decoded with the generated code, every
+    field equals the in-process Decision's, for hits, misses, bypasses and best-effort choices."""
+    import numpy as np  # float32 fields compare at float32 precision
+
+    r = routerx.Router(db=None)
+    d = r.route("wire check: what is the capital of Peru?", tenant="w")
+    r.record(d, "Lima. ünïcödé ✓", 10, 3, 5.0)
+    cases = [
+        d,
+        r.route("wire check: what is the capital of Peru?", tenant="w"),  # exact hit
+        r.route("wire check: what is the capital of Peru?", tenant="w", no_cache=True),
+        r.route("Prove the Riemann hypothesis in full detail.", latency_budget_ms=1, max_cost_usd=1e-9),  # best effort
+        r.route([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Write a SQL query counting orders per customer."}]),
+    ]
+    assert {c.cache for c in cases} == {"miss", "exact", "bypass"} and not cases[3].within_budget and cases[0].fallbacks
+    for i, c in enumerate(cases):
+        m = pb.Decision.FromString(c.wire(f"id-{i}", 12.5))
+        got, want = _fields_of(m), _expected_fields(c, f"id-{i}", 12.5)
+        for k in ("complexity", "confidence", "required_quality"):
+            if want[k] is not None:
+                want[k] = float(np.float32(want[k]))
+        assert got == want, i
+    # The cache override and the language on request.
+    m = pb.Decision.FromString(cases[1].wire("x", 0.0, cache="miss"))
+    assert m.cache == pb.CACHE_OUTCOME_MISS
+    m = pb.Decision.FromString(cases[0].wire("x", 0.0, language=True))
+    assert m.language == cases[0].language
+    # A batch is the concatenation of length-delimited Decisions.
+    from routerx.server.service import batch_wire
+
+    big = cases[0].wire("y" * 300, 1.0)  # over 127 bytes: a multi-byte length
+    b = pb.RouteBatchResponse.FromString(batch_wire([c.wire(str(i), 1.0) for i, c in enumerate(cases)] + [big]))
+    assert [x.decision_id for x in b.decisions] == ["0", "1", "2", "3", "4", "y" * 300]
+
+
 def test_route_parity_with_in_process(client: Client, local: routerx.Router) -> None:
     keys = ("model", "provider", "tier", "category", "complexity", "confidence", "required_quality", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "within_budget", "violations", "fallbacks", "reason", "cache", "tenant")
     for p in PARITY:

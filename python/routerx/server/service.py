@@ -159,11 +159,15 @@ class DecisionStore:
         self._clock = clock
         self._d: "OrderedDict[str, _Held]" = OrderedDict()
         self._lock = threading.Lock()
+        self._puts = 0
         self.expired = 0
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._d)
+        """Live decisions (expired ones are swept first)."""
+        with self._lock:
+            self._purge(self._clock())
+            return len(self._d)
 
     def _purge(self, now: float) -> None:
         d = self._d
@@ -181,11 +185,17 @@ class DecisionStore:
         did = os.urandom(16).hex()
         now = self._clock()
         with self._lock:
-            self._purge(now)
+            # Expired entries are invisible to claim() anyway; sweeping every 32nd put keeps
+            # the memory bounded at a fraction of the per-call cost.
+            self._puts += 1
+            if not self._puts & 31:
+                self._purge(now)
             self._d[did] = (decision, tenant, now + self.ttl_s, None, False)
             if len(self._d) > self.max_entries:
-                self._d.popitem(last=False)
-                self.evicted += 1
+                self._purge(now)  # expired ones go first; only live ones count as evicted
+                if len(self._d) > self.max_entries:
+                    self._d.popitem(last=False)
+                    self.evicted += 1
         return did
 
     def claim(self, did: str, tenant: Optional[str] = None) -> Union[Any, Recorded]:
@@ -286,45 +296,18 @@ def lookup_args(r: pb.LookupRequest) -> Tuple[Any, Dict[str, Any]]:
     return prompt, kw
 
 
-def decision_pb(d: Any, decision_id: str, overhead_us: float, language: bool = False, cache: Optional[str] = None) -> pb.Decision:
-    """``cache`` overrides ``d.cache`` (a hit on an invalidated entry that was routed again is a miss)."""
-    return pb.Decision(
-        decision_id=decision_id,
-        model=d.model,
-        provider=d.provider,
-        tier=d.tier,
-        cache=_CACHE_OUTCOME.get(cache or d.cache, pb.CACHE_OUTCOME_UNSPECIFIED),
-        cached_response=d.cached_response,
-        entry_id=d.entry_id,
-        entry_age_s=d.entry_age_s,
-        tenant=d.tenant,
-        category=d.category,
-        complexity=d.complexity,
-        confidence=d.confidence,
-        language=d.language if language else None,  # costly: only on request
-        input_tokens=d.input_tokens,
-        predicted_output_tokens=d.predicted_output_tokens,
-        predicted_cost_usd=d.predicted_cost_usd,
-        predicted_latency_ms=d.predicted_latency_ms,
-        cost_avoided_usd=d.cost_avoided_usd,
-        required_quality=d.required_quality,
-        within_budget=d.within_budget,
-        violations=d.violations,
-        fallbacks=[
-            pb.Fallback(
-                model=f["model"],
-                provider=f["provider"],
-                tier=f["tier"],
-                predicted_cost_usd=f["predicted_cost_usd"],
-                predicted_latency_ms=f["predicted_latency_ms"],
-                quality=f["quality"],
-            )
-            for f in d.fallbacks
-        ],
-        reason=d.reason,
-        route_ns=d.route_ns,
-        overhead_us=overhead_us,
-    )
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def batch_wire(decisions: List[bytes]) -> bytes:
+    """``RouteBatchResponse`` bytes from encoded Decisions (field 1, repeated, length-delimited)."""
+    return b"".join(b"\x0a" + _varint(len(d)) + d for d in decisions)
 
 
 def stats_pb(s: Dict[str, Any], store: DecisionStore) -> pb.StatsResponse:
@@ -411,6 +394,15 @@ def _ascii(v: str, limit: int = 200) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in v[:limit])
 
 
+#: Server-made request ids: unique per process and run, cheap (no syscall per call).
+_RID_PREFIX = os.urandom(4).hex()
+_rid_seq = itertools.count(1)
+
+
+def _new_rid() -> str:
+    return f"{_RID_PREFIX}-{next(_rid_seq):x}"
+
+
 def _metadata(context: grpc.ServicerContext) -> Tuple[str, Optional[str]]:
     """(request id, authorization value) from the call's metadata, read in one pass."""
     rid: Optional[str] = None
@@ -420,13 +412,36 @@ def _metadata(context: grpc.ServicerContext) -> Tuple[str, Optional[str]]:
             rid = _ascii(v)
         elif k == AUTHORIZATION_KEY and authz is None and isinstance(v, str):
             authz = v
-    return rid or os.urandom(8).hex(), authz
+    return rid or _new_rid(), authz
+
+
+class _RouteLog:
+    """A Route call's log fields, read from the request and the decision only when a line is
+    actually logged: at the default level a successful Route logs nothing, so it pays nothing."""
+
+    __slots__ = ("request", "decision", "cache")
+
+    def __init__(self, request: pb.RouteRequest) -> None:
+        self.request = request
+        self.decision: Any = None
+        self.cache: Optional[str] = None
+
+    def fields(self) -> Dict[str, Any]:
+        r, d = self.request, self.decision
+        if d is None:
+            return {"tenant": r.tenant if r.HasField("tenant") else None, "agent": r.agent, "workflow": r.workflow}
+        return {"tenant": d.tenant, "agent": r.agent, "workflow": r.workflow, "model": f"{d.model}/{d.tier}", "cache": self.cache, "route_us": d.route_ns / 1e3}
 
 
 def _kv(fields: Dict[str, Any]) -> str:
     """logfmt (key=value, quoted when needed), so a line parses without a schema."""
     out = []
+    items = list(fields.items())
     for k, v in fields.items():
+        if isinstance(v, _RouteLog):
+            items.remove((k, v))
+            items.extend(v.fields().items())
+    for k, v in items:
         if v is None or v == "":
             continue
         s = f"{v:.6g}" if isinstance(v, float) else str(v)
@@ -685,17 +700,17 @@ class RouterService:
         return self.decisions.put((d, call.state.gen), d.tenant)
 
     @_rpc
-    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext, call: Call) -> pb.Decision:
+    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext, call: Call) -> bytes:
         t0 = time.perf_counter_ns()
-        info = call.info
-        info.update(tenant=request.tenant if request.HasField("tenant") else None, agent=request.agent, workflow=request.workflow)
+        fields = call.info["route"] = _RouteLog(request)
         prompt, kw = route_args(request)
         d, cache = self._route(call, prompt, kw)
-        info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", cache=cache, route_us=d.route_ns / 1e3)
-        return decision_pb(d, self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, request.detect_language, cache)
+        fields.decision, fields.cache = d, cache
+        # Encoded in the core (Decision.wire): the reply is bytes, passed through by add_to_server.
+        return d.wire(self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, request.detect_language, cache)
 
     @_rpc
-    def RouteBatch(self, request: pb.RouteBatchRequest, context: grpc.ServicerContext, call: Call) -> pb.RouteBatchResponse:
+    def RouteBatch(self, request: pb.RouteBatchRequest, context: grpc.ServicerContext, call: Call) -> bytes:
         t0 = time.perf_counter_ns()
         n = len(request.requests)
         call.info["n"] = n
@@ -717,10 +732,10 @@ class RouterService:
         settled = [self._settle(st, d, kw.pop("prompt"), kw) for d, kw in zip(ds, items)]
         us = (time.perf_counter_ns() - t0) / 1e3  # the whole batch's: per-item time is not separable
         call.info["route_us"] = sum(d.route_ns for d in ds) / 1e3
-        return pb.RouteBatchResponse(decisions=[decision_pb(d, self._hold(call, d), us, r.detect_language, cache) for (d, cache), r in zip(settled, request.requests)])
+        return batch_wire([d.wire(self._hold(call, d), us, r.detect_language, cache) for (d, cache), r in zip(settled, request.requests)])
 
     @_stream_rpc
-    def RouteStream(self, requests: Iterator[pb.RouteRequest], context: grpc.ServicerContext, call: Call) -> Iterator[pb.Decision]:
+    def RouteStream(self, requests: Iterator[pb.RouteRequest], context: grpc.ServicerContext, call: Call) -> Iterator[bytes]:
         if not self._streams.acquire(blocking=False):
             raise RpcStatusError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open RouteStream calls; retry later or use RouteBatch")
         n = 0
@@ -733,7 +748,7 @@ class RouterService:
                 except (InvalidRequestError, RpcStatusError) as e:
                     raise _at_index(e, i) from None
                 n = i + 1
-                yield decision_pb(d, self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, r.detect_language, cache)
+                yield d.wire(self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, r.detect_language, cache)
         finally:
             self._streams.release()
             call.info["n"] = n
@@ -858,9 +873,26 @@ def _at_index(e: Union[InvalidRequestError, RpcStatusError], i: int) -> Exceptio
     return type(e)(f"requests[{i}]: {e}", e.field)
 
 
+def _serialize(message: Any) -> bytes:
+    """Responses already encoded (Decision.wire) go out as they are; messages are serialised."""
+    return message if type(message) is bytes else message.SerializeToString()  # type: ignore[no-any-return]
+
+
 def add_to_server(service: RouterService, server: grpc.Server) -> None:
-    register: Any = pb_grpc.add_RouterServicer_to_server  # generated code is untyped
-    register(service, server)
+    """Registers every method of ``routerx.v1.Router`` from the proto's descriptor, with a response
+    serialiser that passes pre-encoded bytes through."""
+    handlers: Dict[str, grpc.RpcMethodHandler] = {}
+    for m in pb.DESCRIPTOR.services_by_name["Router"].methods:
+        fn = getattr(service, m.name)
+        deserialize = getattr(pb, m.input_type.name).FromString
+        if m.client_streaming and m.server_streaming:
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(fn, request_deserializer=deserialize, response_serializer=_serialize)
+        elif not m.client_streaming and not m.server_streaming:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(fn, request_deserializer=deserialize, response_serializer=_serialize)
+        else:  # pragma: no cover - the proto has no such method
+            raise AssertionError(f"{m.name}: unsupported streaming shape")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-__all__ = ["RouterService", "ServerState", "Call", "DecisionStore", "RpcStatusError", "SERVICE_NAME", "ERROR_KEY", "FIELD_KEY", "SCOPE_KEY", "REQUEST_ID_KEY", "add_to_server", "route_args", "lookup_args", "decision_pb"]
+__all__ = ["RouterService", "ServerState", "Call", "DecisionStore", "RpcStatusError", "SERVICE_NAME", "ERROR_KEY", "FIELD_KEY", "SCOPE_KEY", "REQUEST_ID_KEY", "add_to_server", "route_args", "lookup_args", "batch_wire"]

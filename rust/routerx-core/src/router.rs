@@ -356,8 +356,26 @@ impl Core {
 
     pub fn route(&self, req: &Request, c: &Constraints) -> Result<RouteOutcome> {
         let t0 = Instant::now();
+        let out = self.route_inner(req, c, false).map(|o| o.expect("a full route always decides"));
+        self.finish(out, t0)
+    }
+
+    /// The exact-cache answer alone: `Ok(Some)` on a hit (counted exactly as [`Core::route`]
+    /// counts it), `Ok(None)` when the request needs routing (nothing counted), errors as
+    /// `route`. About a microsecond: callers holding a lock that is expensive to give up (the
+    /// Python GIL) try this first and release it only for a full route.
+    pub fn route_if_cached(&self, req: &Request, c: &Constraints) -> Result<Option<RouteOutcome>> {
+        let t0 = Instant::now();
+        match self.route_inner(req, c, true) {
+            Ok(None) => Ok(None),
+            Ok(Some(o)) => self.finish(Ok(o), t0).map(Some),
+            Err(e) => self.finish(Err(e), t0).map(Some),
+        }
+    }
+
+    /// Counts a finished route: requests, outcome, latency, avoided cost, decisions.
+    fn finish(&self, out: Result<RouteOutcome>, t0: Instant) -> Result<RouteOutcome> {
         self.stats.counters.requests.fetch_add(1, Relaxed);
-        let out = self.route_inner(req, c, t0);
         let ns = t0.elapsed().as_nanos() as u64;
         self.stats.record_latency(ns);
         let k = &self.stats.counters;
@@ -393,7 +411,8 @@ impl Core {
         })
     }
 
-    fn route_inner(&self, req: &Request, c: &Constraints, _t0: Instant) -> Result<RouteOutcome> {
+    /// `hit_only`: stop after the cache lookup (`Ok(None)` on a miss).
+    fn route_inner(&self, req: &Request, c: &Constraints, hit_only: bool) -> Result<Option<RouteOutcome>> {
         c.validate()?;
         req.validate(self.cfg.max_prompt_bytes)?;
         let policy = self.policy.load_full();
@@ -428,17 +447,20 @@ impl Core {
         } else {
             if let Some(e) = self.cache.get(key, now) {
                 if self.hit_meets_quality(&policy, &e, c) {
-                    return Ok(outcome(CacheState::Exact, Served::Hit(e), None, None));
+                    return Ok(Some(outcome(CacheState::Exact, Served::Hit(e), None, None)));
                 }
             }
             CacheState::Miss
         };
+        if hit_only {
+            return Ok(None);
+        }
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
         let mut choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
         let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, &mut choice, now)?;
-        Ok(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget))
+        Ok(Some(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget)))
     }
 
     /// Reserves the decision's predicted cost and tokens against the request's budgets; on a
@@ -650,6 +672,28 @@ mod tests {
         assert_eq!((k.requests.load(Relaxed), k.exact_hits.load(Relaxed), k.misses.load(Relaxed), k.bypassed.load(Relaxed)), (5, 1, 3, 1));
         assert_eq!(k.avoided_nano.load(Relaxed), to_nano(rec.cost_usd));
         assert_eq!(core.latency().count, 5);
+    }
+
+    #[test]
+    fn route_if_cached_answers_hits_only_and_counts_like_route() {
+        let core = core();
+        let req = Request::from_prompt("acme", "What is the capital of Chile?");
+        let c = Constraints::default();
+        assert!(core.route_if_cached(&req, &c).unwrap().is_none(), "a miss needs routing");
+        assert_eq!(core.stats().counters.requests.load(Relaxed), 0, "nothing counted for a miss");
+        let o = core.route(&req, &c).unwrap();
+        core.record(&o, "Santiago.".into(), 12, 3, 80.0, true).unwrap();
+        let hit = core.route_if_cached(&req, &c).unwrap().expect("a hit");
+        assert_eq!(hit.cache_state, CacheState::Exact);
+        let Served::Hit(e) = &hit.served else { panic!() };
+        assert_eq!(e.response, "Santiago.");
+        let bypass = Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
+        assert!(core.route_if_cached(&req, &bypass).unwrap().is_none());
+        let bad = Request::from_prompt("acme", "");
+        assert!(core.route_if_cached(&bad, &c).is_err());
+        let k = &core.stats().counters;
+        assert_eq!((k.requests.load(Relaxed), k.exact_hits.load(Relaxed), k.misses.load(Relaxed), k.errors.load(Relaxed)), (3, 1, 1, 1));
+        assert_eq!(core.latency().count, 3);
     }
 
     #[test]

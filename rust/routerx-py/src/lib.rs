@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+mod wire;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -350,6 +352,61 @@ impl PyDecision {
         self.0.route_ns
     }
 
+    /// This decision as `routerx.v1.Decision` protobuf bytes (what the gRPC server sends).
+    /// `cache` overrides the outcome name; `language` fills the detected language (costly).
+    #[pyo3(signature = (decision_id, overhead_us, language=false, cache=None))]
+    fn wire<'py>(&self, py: Python<'py>, decision_id: &str, overhead_us: f64, language: bool, cache: Option<&str>) -> Bound<'py, PyBytes> {
+        let o = &self.0;
+        let (model, provider, tier) = o.names();
+        let fallbacks = match &o.served {
+            Served::Hit(_) => Vec::new(),
+            Served::Routed(r) => r
+                .choice
+                .fallbacks
+                .iter()
+                .map(|s| {
+                    let (m, p, t) = o.candidate_names(s);
+                    wire::Fallback {
+                        model: m.to_string(),
+                        provider: p.to_string(),
+                        tier: t.to_string(),
+                        predicted_cost_usd: s.cost_usd,
+                        predicted_latency_ms: s.latency_ms,
+                        quality: (s.quality as f64 * 1e4).round() / 1e4,
+                    }
+                })
+                .collect(),
+        };
+        let msg = wire::Decision {
+            decision_id: decision_id.to_owned(),
+            model: model.to_string(),
+            provider: provider.to_string(),
+            tier: tier.to_string(),
+            cache: wire::cache_outcome(cache.unwrap_or(self.cache())),
+            cached_response: self.cached_response().map(str::to_owned),
+            entry_id: self.entry_id(),
+            entry_age_s: self.entry_age_s(),
+            tenant: o.tenant.to_string(),
+            category: self.category().to_owned(),
+            complexity: self.complexity(),
+            confidence: self.confidence(),
+            language: if language { without_gil(py, || o.language()).map(str::to_owned) } else { None },
+            input_tokens: self.input_tokens(),
+            predicted_output_tokens: self.predicted_output_tokens(),
+            predicted_cost_usd: self.predicted_cost_usd(),
+            predicted_latency_ms: self.predicted_latency_ms(),
+            cost_avoided_usd: self.cost_avoided_usd(),
+            required_quality: self.required_quality(),
+            within_budget: self.within_budget(),
+            violations: self.violations().into_iter().map(str::to_owned).collect(),
+            fallbacks,
+            reason: self.reason(),
+            route_ns: o.route_ns,
+            overhead_us,
+        };
+        PyBytes::new(py, &msg.to_bytes())
+    }
+
     fn __repr__(&self) -> String {
         let (m, _, t) = self.0.names();
         format!("Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})", self.cache(), self.category(), self.predicted_cost_usd())
@@ -424,6 +481,12 @@ impl PyCore {
         let req = request_of(prompt, tenant, extras, labels)?;
         let c = constraints.get();
         let core = &self.0;
+        // An exact hit is a hash and a shard read lock (~1 µs): cheaper than giving up the GIL,
+        // which under contention can cost a whole switch interval to get back. The GIL is
+        // released for real routing only.
+        if let Some(hit) = core.route_if_cached(&req, &c.0).map_err(to_py_err)? {
+            return Ok(PyDecision(Arc::new(hit)));
+        }
         let out = without_gil(py, || core.route(&req, &c.0)).map_err(to_py_err)?;
         Ok(PyDecision(Arc::new(out)))
     }

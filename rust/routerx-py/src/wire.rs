@@ -1,0 +1,95 @@
+//! `routerx.v1.Decision` in protobuf wire format, encoded straight from the core's outcome.
+//!
+//! The gRPC server answers Route with these bytes instead of building a Python protobuf message
+//! field by field (25 attribute reads across the boundary plus the message construction: most of
+//! a cache hit's handler time). The structs mirror `protos/routerx/v1/router.proto`; the Python
+//! tests decode the bytes with the generated `router_pb2.Decision` and compare every field with
+//! the in-process Decision, so a drift between the two fails there.
+
+use prost::Message;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Fallback {
+    #[prost(string, tag = "1")]
+    pub model: String,
+    #[prost(string, tag = "2")]
+    pub provider: String,
+    #[prost(string, tag = "3")]
+    pub tier: String,
+    #[prost(double, tag = "4")]
+    pub predicted_cost_usd: f64,
+    #[prost(double, tag = "5")]
+    pub predicted_latency_ms: f64,
+    #[prost(double, tag = "6")]
+    pub quality: f64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Decision {
+    #[prost(string, tag = "1")]
+    pub decision_id: String,
+    #[prost(string, tag = "2")]
+    pub model: String,
+    #[prost(string, tag = "3")]
+    pub provider: String,
+    #[prost(string, tag = "4")]
+    pub tier: String,
+    /// CacheOutcome: 1 exact, 2 miss, 3 bypass.
+    #[prost(int32, tag = "5")]
+    pub cache: i32,
+    #[prost(string, optional, tag = "6")]
+    pub cached_response: Option<String>,
+    #[prost(string, tag = "7")]
+    pub entry_id: String,
+    #[prost(double, optional, tag = "8")]
+    pub entry_age_s: Option<f64>,
+    #[prost(string, tag = "9")]
+    pub tenant: String,
+    #[prost(string, tag = "10")]
+    pub category: String,
+    #[prost(float, tag = "11")]
+    pub complexity: f32,
+    #[prost(float, optional, tag = "12")]
+    pub confidence: Option<f32>,
+    #[prost(string, optional, tag = "13")]
+    pub language: Option<String>,
+    #[prost(uint32, tag = "14")]
+    pub input_tokens: u32,
+    #[prost(uint32, tag = "15")]
+    pub predicted_output_tokens: u32,
+    #[prost(double, tag = "16")]
+    pub predicted_cost_usd: f64,
+    #[prost(double, tag = "17")]
+    pub predicted_latency_ms: f64,
+    #[prost(double, tag = "18")]
+    pub cost_avoided_usd: f64,
+    #[prost(float, optional, tag = "19")]
+    pub required_quality: Option<f32>,
+    #[prost(bool, tag = "20")]
+    pub within_budget: bool,
+    #[prost(string, repeated, tag = "21")]
+    pub violations: Vec<String>,
+    #[prost(message, repeated, tag = "22")]
+    pub fallbacks: Vec<Fallback>,
+    #[prost(string, tag = "23")]
+    pub reason: String,
+    #[prost(uint64, tag = "24")]
+    pub route_ns: u64,
+    #[prost(double, tag = "25")]
+    pub overhead_us: f64,
+}
+
+pub fn cache_outcome(name: &str) -> i32 {
+    match name {
+        "exact" => 1,
+        "miss" => 2,
+        "bypass" => 3,
+        _ => 0,
+    }
+}
+
+impl Decision {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}

@@ -707,7 +707,8 @@ class RouterService:
         d, cache = self._route(call, prompt, kw)
         fields.decision, fields.cache = d, cache
         # Encoded in the core (Decision.wire): the reply is bytes, passed through by add_to_server.
-        return d.wire(self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, request.detect_language, cache)
+        out: bytes = d.wire(self._hold(call, d), (time.perf_counter_ns() - t0) / 1e3, request.detect_language, cache)
+        return out
 
     @_rpc
     def RouteBatch(self, request: pb.RouteBatchRequest, context: grpc.ServicerContext, call: Call) -> bytes:
@@ -875,7 +876,8 @@ def _at_index(e: Union[InvalidRequestError, RpcStatusError], i: int) -> Exceptio
 
 def _serialize(message: Any) -> bytes:
     """Responses already encoded (Decision.wire) go out as they are; messages are serialised."""
-    return message if type(message) is bytes else message.SerializeToString()  # type: ignore[no-any-return]
+    out: bytes = message if type(message) is bytes else message.SerializeToString()
+    return out
 
 
 def add_to_server(service: RouterService, server: grpc.Server) -> None:

@@ -184,6 +184,8 @@ def _expected_fields(d: Any, did: str, overhead: float) -> Dict[str, Any]:
         "reason": d.reason,
         "route_ns": d.route_ns,
         "overhead_us": overhead,
+        "similarity": d.similarity,
+        "semantic_entry": d.semantic_entry,
     }
 
 

@@ -174,7 +174,45 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--db", help="accounting database (default as for stats)")
     rp.add_argument("--out", required=True, help="output directory (index.html and the PNGs)")
     rp.add_argument("--since-hours", type=float, help="only the last N hours")
+    cal = sub.add_parser("calibrate", help="choose the semantic cache's similarity threshold from labelled pairs")
+    cal.add_argument("--pairs", required=True, help="labelled pairs: JSON array, JSON lines or CSV (text_a, text_b, label)")
+    cal.add_argument("--target-precision", type=float, default=0.95)
+    cal.add_argument("--sample", type=int, help="use a random sample of this many pairs (seeded)")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--out", help="write pr_curve.png, semantic.toml and calibration.json here")
+    cal.add_argument("--a", default="text_a", help="column of the first text")
+    cal.add_argument("--b", default="text_b", help="column of the second text")
+    cal.add_argument("--label", default="label", help="0/1 column: 1 when one answer serves both")
+    cal.add_argument("--json", action="store_true")
     return p
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, load_pairs
+    from .router import Router
+
+    pairs = load_pairs(args.pairs, args.a, args.b, args.label)
+    router = Router(args.config, db=None) if args.config else Router({"semantic": {"enabled": True}}, db=None)
+    if router._semantic is None:
+        router = Router({"semantic": {"enabled": True}}, db=None)
+    rep = calibrate(router, pairs, args.target_precision, args.out, args.sample, args.seed)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    print(f"{rep['pairs']} pairs ({rep['positives']} positive); target precision {rep['target_precision']}")
+    for name in ("cosine_only", "cosine_and_guard"):
+        c = rep[name]
+        if c is None:
+            print(f"  {name:<18} no threshold reaches the target")
+        else:
+            print(f"  {name:<18} threshold {c['threshold']:.4f}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  false-hit rate {c['false_hit_rate']:.4f}")
+    print(f"  guard rejected {rep['guard_rejected_negatives']} negative and {rep['guard_rejected_positives']} positive pairs")
+    for cat, c in rep["categories"].items():
+        t = "-" if c["threshold"] is None else f"{c['threshold']:.4f}"
+        print(f"  {cat:<14} pairs {c['pairs']:>6}  threshold {t}")
+    for f in rep.get("files", []):
+        print(f"wrote {f}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -184,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_serve(args, rest)
         if rest:
             build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report}[args.command](args)
+        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report, "calibrate": cmd_calibrate}[args.command](args)
     except RouterxError as e:
         print(f"routerx: error: {e}", file=sys.stderr)
         return 2

@@ -34,9 +34,9 @@ from .server._proto.routerx.v1 import router_pb2_grpc as pb_grpc
 __all__ = ["Client", "RemoteDecision", "CachedAnswer", "RemoteError", "AccessDeniedError", "UnknownDecisionError"]
 
 MAX_MESSAGE_BYTES = 16 << 20
-_CACHE_NAME = {pb.CACHE_OUTCOME_EXACT: "exact", pb.CACHE_OUTCOME_MISS: "miss", pb.CACHE_OUTCOME_BYPASS: "bypass"}
-_CONSTRAINT_FIELDS = {"latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "ttl_s", "constraints"}
-_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "detect_language")
+_CACHE_NAME = {pb.CACHE_OUTCOME_EXACT: "exact", pb.CACHE_OUTCOME_MISS: "miss", pb.CACHE_OUTCOME_BYPASS: "bypass", pb.CACHE_OUTCOME_SEMANTIC: "semantic"}
+_CONSTRAINT_FIELDS = {"latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "ttl_s", "constraints", "min_similarity"}
+_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "detect_language", "min_similarity")
 _ERRORS: Dict[str, Type[InvalidRequestError]] = {c.__name__: c for c in (InvalidRequestError, InvalidConstraintError, UnknownModelError)}
 
 
@@ -105,6 +105,9 @@ class RemoteDecision:
     #: Time in the server's routing core, and in its handler (for a batch: the whole batch's).
     route_ns: int = field(repr=False)
     overhead_us: float = field(repr=False)
+    #: A semantic hit: cosine similarity to the cached request, and the semantic entry's id.
+    similarity: Optional[float] = None
+    semantic_entry: Optional[int] = field(default=None, repr=False)
 
     @classmethod
     def from_pb(cls, m: pb.Decision) -> "RemoteDecision":
@@ -147,6 +150,8 @@ class RemoteDecision:
             reason=m.reason,
             route_ns=m.route_ns,
             overhead_us=m.overhead_us,
+            similarity=opt("similarity"),
+            semantic_entry=opt("semantic_entry"),
         )
 
 
@@ -220,6 +225,7 @@ def _route_request(
     agent: Optional[str] = None,
     workflow: Optional[str] = None,
     detect_language: bool = False,
+    min_similarity: Optional[float] = None,
 ) -> pb.RouteRequest:
     r = pb.RouteRequest(detect_language=bool(detect_language))
     c = r.constraints
@@ -232,6 +238,10 @@ def _route_request(
             c.models.names.extend((models,) if isinstance(models, str) else models)
         if ttl_s is not None:
             r.cache.ttl_s = ttl_s
+        if min_similarity is not None:
+            if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)):
+                raise TypeError(f"min_similarity must be a number, got {min_similarity!r}")
+            r.cache.min_similarity = min_similarity
     except (TypeError, ValueError) as e:
         raise InvalidConstraintError(f"constraints: {e}", "constraints") from None
     r.cache.no_cache, r.cache.no_store = bool(no_cache), bool(no_store)
@@ -285,6 +295,8 @@ def _stats(m: pb.StatsResponse) -> Dict[str, Any]:
     s["classifier"] = m.classifier
     s["server"] = {k: getattr(m.server, k) for k in ("decisions_held", "decisions_expired", "decisions_evicted")}
     s["tenant"] = m.tenant or None
+    s["semantic_hits"] = m.semantic_hits
+    s["semantic"] = {k: getattr(m.semantic, k) for k in ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")}
     return s
 
 
@@ -372,6 +384,7 @@ class Client:
         agent: Optional[str] = None,
         workflow: Optional[str] = None,
         detect_language: bool = False,
+        min_similarity: Optional[float] = None,
     ) -> RemoteDecision:
         """As ``Router.route``. ``agent`` and ``workflow`` are labels for the server log.
         ``language`` is None unless ``detect_language`` (it costs the server several times the
@@ -392,6 +405,7 @@ class Client:
             agent=agent,
             workflow=workflow,
             detect_language=detect_language,
+            min_similarity=min_similarity,
         )
         return RemoteDecision.from_pb(self._call("Route", r))
 

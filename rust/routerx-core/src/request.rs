@@ -64,6 +64,9 @@ pub struct Request {
     pub agent: String,
     pub workflow: String,
     pub step: String,
+    /// Who asks, for single flight (not part of the cache key): None is the calling thread; a
+    /// server gives each call its own id, since its worker threads serve many callers.
+    pub caller: Option<u64>,
 }
 
 impl Request {

@@ -1,7 +1,7 @@
 //! The core router: one call per request, from owned request values to a complete outcome.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,8 @@ use crate::features::Features;
 use crate::fingerprint::{fingerprint, Key};
 use crate::policy::{violation, Choice, PolicyTable, Scored};
 use crate::request::{CacheControl, Constraints, Request};
+use crate::semantic::guard::Signature;
+use crate::semantic::{SemanticConfig, SemanticStore};
 use crate::stats::{to_nano, LatencySummary, Stats};
 
 pub fn unix_now() -> f64 {
@@ -26,11 +28,14 @@ pub struct CoreConfig {
     /// Larger prompts are rejected before any work is done.
     pub max_prompt_bytes: usize,
     pub cache: CacheConfig,
+    pub semantic: SemanticConfig,
+    /// How long identical requests wait for an in-flight call's answer (zero: no single flight).
+    pub single_flight: std::time::Duration,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        CoreConfig { max_prompt_bytes: 4 << 20, cache: CacheConfig::default() }
+        CoreConfig { max_prompt_bytes: 4 << 20, cache: CacheConfig::default(), semantic: SemanticConfig::default(), single_flight: std::time::Duration::from_secs(10) }
     }
 }
 
@@ -101,6 +106,8 @@ pub enum CacheState {
     Miss,
     /// The caller asked not to read the cache.
     Bypass,
+    /// Answered from the semantic cache (an equivalent earlier request).
+    Semantic,
 }
 
 impl CacheState {
@@ -109,6 +116,7 @@ impl CacheState {
             CacheState::Exact => "exact",
             CacheState::Miss => "miss",
             CacheState::Bypass => "bypass",
+            CacheState::Semantic => "semantic",
         }
     }
 }
@@ -158,6 +166,13 @@ pub struct RouteOutcome {
     pub routed_at: f64,
     /// Time spent in the core for this request.
     pub route_ns: u64,
+    /// A semantic hit: the matched entry's id and its cosine similarity to the request.
+    pub semantic: Option<(u64, f32)>,
+    /// For a routed request looked up semantically: (scope, query, vector), so `record()` can
+    /// store the answer in the semantic cache too.
+    pub pending: OnceLock<(u64, String, Vec<f32>)>,
+    /// The leader of a single flight: landed by `record()`, or when this outcome is dropped.
+    pub flight: Option<crate::flight::FlightGuard>,
 }
 
 impl std::fmt::Debug for RouteOutcome {
@@ -266,6 +281,8 @@ fn prefix(s: &str, max: usize) -> &str {
 /// What `record()` did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Recorded {
+    /// The semantic entry stored for this answer (its vector goes into the index under this id).
+    pub semantic_id: Option<u64>,
     pub cost_usd: f64,
     pub stored: bool,
 }
@@ -277,6 +294,8 @@ pub struct Core {
     classifier: ArcSwap<Classifier>,
     policy: ArcSwap<Compiled>,
     cache: ExactCache,
+    flights: crate::flight::Flights,
+    semantic: SemanticStore,
     stats: Stats,
     ledger: Ledger,
     budgets: Budgets,
@@ -295,6 +314,8 @@ impl Core {
             classifier: ArcSwap::from_pointee(classifier),
             policy: ArcSwap::from_pointee(Compiled::new(table)?),
             cache: ExactCache::new(cfg.cache.clone()),
+            flights: Default::default(),
+            semantic: SemanticStore::new(cfg.semantic.clone()),
             stats: Stats::new(),
             ledger: Ledger::new(),
             budgets: Budgets::new(),
@@ -373,6 +394,56 @@ impl Core {
         }
     }
 
+    /// A semantic hit for `req`: the best of `candidates` ((id, cosine) from the index, best first)
+    /// that is in `scope`, at least `min_similarity`, compatible by the near-miss guard and good
+    /// enough for the request's `min_quality`. `Ok(None)`: not served (nothing counted; the
+    /// caller routes the request). Never called for `no_cache` requests.
+    pub fn route_semantic(&self, req: &Request, c: &Constraints, scope: u64, candidates: &[(u64, f32)], min_similarity: f32) -> Result<Option<RouteOutcome>> {
+        let t0 = Instant::now();
+        if c.cache.no_cache || candidates.is_empty() {
+            return Ok(None);
+        }
+        let sig = Signature::of(crate::semantic::query_of(req));
+        let now = unix_now();
+        let policy = self.policy.load_full();
+        let acc = match self.semantic.resolve(scope, &sig, candidates, min_similarity, now) {
+            Ok(a) if self.hit_meets_quality(&policy, &a.entry.entry, c) => a,
+            _ => return Ok(None),
+        };
+        let e = acc.entry.entry.clone();
+        let o = RouteOutcome {
+            core_id: self.id,
+            key: e.key,
+            tenant: Arc::from(req.tenant.as_str()),
+            agent: self.label(&req.agent),
+            workflow: self.label(&req.workflow),
+            step: self.label(&req.step),
+            reservation: None,
+            budget: None,
+            policy,
+            cache_state: CacheState::Semantic,
+            cache_control: c.cache,
+            served: Served::Hit(e),
+            routed_at: now,
+            route_ns: 0,
+            semantic: Some((acc.entry.id, acc.similarity)),
+            pending: OnceLock::new(),
+            flight: None,
+        };
+        self.finish(Ok(o), t0).map(Some)
+    }
+
+    /// Remembers what `record()` needs to store `o`'s answer in the semantic cache.
+    pub fn attach_semantic(&self, o: &RouteOutcome, scope: u64, query: String, vector: Vec<f32>) {
+        if matches!(o.served, Served::Routed(_)) && !o.cache_control.no_store {
+            let _ = o.pending.set((scope, query, vector));
+        }
+    }
+
+    pub fn semantic(&self) -> &SemanticStore {
+        &self.semantic
+    }
+
     /// Counts a finished route: requests, outcome, latency, avoided cost, decisions.
     fn finish(&self, out: Result<RouteOutcome>, t0: Instant) -> Result<RouteOutcome> {
         self.stats.counters.requests.fetch_add(1, Relaxed);
@@ -388,6 +459,7 @@ impl Core {
                     CacheState::Exact => k.exact_hits.fetch_add(1, Relaxed),
                     CacheState::Miss => k.misses.fetch_add(1, Relaxed),
                     CacheState::Bypass => k.bypassed.fetch_add(1, Relaxed),
+                    CacheState::Semantic => k.semantic_hits.fetch_add(1, Relaxed),
                 };
                 match &o.served {
                     Served::Hit(e) => {
@@ -441,6 +513,9 @@ impl Core {
             served,
             routed_at: now,
             route_ns: 0,
+            semantic: None,
+            pending: OnceLock::new(),
+            flight: None,
         };
         let cache_state = if c.cache.no_cache {
             CacheState::Bypass
@@ -455,12 +530,31 @@ impl Core {
         if hit_only {
             return Ok(None);
         }
+        let mut flight = None;
+        if cache_state == CacheState::Miss && !c.cache.no_store && !self.cfg.single_flight.is_zero() && self.cfg.cache.max_entries > 0 {
+            match self.flights.join(key, self.cfg.single_flight, req.caller.unwrap_or_else(crate::flight::thread_caller)) {
+                crate::flight::Role::Lead(g) => flight = Some(g),
+                crate::flight::Role::Wait(f) => {
+                    // Another thread is calling the model for this very request: its answer is ours.
+                    if f.wait_until(Instant::now() + self.cfg.single_flight) {
+                        if let Some(e) = self.cache.get(key, unix_now()) {
+                            if self.hit_meets_quality(&policy, &e, c) {
+                                return Ok(Some(outcome(CacheState::Exact, Served::Hit(e), None, None)));
+                            }
+                        }
+                    }
+                }
+                crate::flight::Role::Alone => {}
+            }
+        }
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
         let mut choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
         let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, &mut choice, now)?;
-        Ok(Some(outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget)))
+        let mut o = outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget);
+        o.flight = flight;
+        Ok(Some(o))
     }
 
     /// Reserves the decision's predicted cost and tokens against the request's budgets; on a
@@ -547,7 +641,7 @@ impl Core {
         k.records.fetch_add(1, Relaxed);
         let Served::Routed(r) = &o.served else {
             // Answered from the cache: no model call happened, nothing to account or store.
-            return Ok(Recorded { cost_usd: 0.0, stored: false });
+            return Ok(Recorded { cost_usd: 0.0, stored: false, semantic_id: None });
         };
         let ci = r.choice.chosen.candidate as usize;
         let cand = &o.policy.table.candidates[ci];
@@ -574,12 +668,14 @@ impl Core {
         k.input_tokens.fetch_add(input_tokens as u64, Relaxed);
         k.output_tokens.fetch_add(output_tokens as u64, Relaxed);
         k.cost_nano.fetch_add(to_nano(cost), Relaxed);
-        if !ok {
-            k.failed_calls.fetch_add(1, Relaxed);
-            return Ok(Recorded { cost_usd: cost, stored: false });
-        }
-        if o.cache_control.no_store {
-            return Ok(Recorded { cost_usd: cost, stored: false });
+        if !ok || o.cache_control.no_store {
+            if !ok {
+                k.failed_calls.fetch_add(1, Relaxed);
+            }
+            if let Some(g) = &o.flight {
+                g.land(); // nothing will be cached: waiters route for themselves
+            }
+            return Ok(Recorded { cost_usd: cost, stored: false, semantic_id: None });
         }
         let ttl = o.cache_control.ttl_s.unwrap_or(self.cfg.cache.default_ttl_s);
         let (model, provider, tier) = o.names();
@@ -598,8 +694,14 @@ impl Core {
             now,
             now + ttl,
         );
-        self.cache.insert(entry, now);
-        Ok(Recorded { cost_usd: cost, stored: true })
+        let entry = Arc::new(entry);
+        self.cache.insert_arc(entry.clone(), now);
+        if let Some(g) = &o.flight {
+            g.land(); // the answer is cached: waiters can take it
+        }
+        // The same answer under its semantic key, when the request was looked up semantically.
+        let semantic_id = o.pending.get().and_then(|(scope, query, vector)| self.semantic.insert(*scope, query.clone(), vector.clone(), entry, now));
+        Ok(Recorded { cost_usd: cost, stored: true, semantic_id })
     }
 
     pub fn cache(&self) -> &ExactCache {
@@ -620,6 +722,16 @@ impl Core {
     /// changed, since model scopes in the keys are catalog indices). On error nothing changes.
     pub fn restore_cache(&self, path: &std::path::Path) -> Result<crate::cache::exact::Restored> {
         self.cache.restore(path, &self.catalog_names(), unix_now())
+    }
+
+    /// Writes the semantic cache's live entries (with their vectors) to `path` atomically.
+    pub fn snapshot_semantic(&self, path: &std::path::Path, embedder_id: &str) -> Result<(usize, u64)> {
+        self.semantic.snapshot(path, &self.catalog_names(), embedder_id, unix_now())
+    }
+
+    /// Adds a semantic snapshot's live entries (dropped if the catalog or embedder changed).
+    pub fn restore_semantic(&self, path: &std::path::Path, embedder_id: &str) -> Result<crate::cache::exact::Restored> {
+        self.semantic.restore(path, &self.catalog_names(), embedder_id, unix_now())
     }
 
     pub fn cache_stats(&self) -> CacheStats {

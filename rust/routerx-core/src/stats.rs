@@ -21,6 +21,7 @@ pub fn to_nano(usd: f64) -> u64 {
 pub struct Counters {
     pub requests: AtomicU64,
     pub exact_hits: AtomicU64,
+    pub semantic_hits: AtomicU64,
     pub misses: AtomicU64,
     pub bypassed: AtomicU64,
     pub best_effort: AtomicU64,

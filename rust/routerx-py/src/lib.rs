@@ -17,7 +17,9 @@ use routerx_core::policy::{Candidate, ModelInfo, PolicyTable, Scored};
 use routerx_core::request::{CacheControl, Constraints, Message, Request, Role};
 use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
 use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
+use routerx_core::batcher::{Batcher, BatcherConfig};
 use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
+use routerx_core::semantic;
 use routerx_core::stats::to_nano;
 use routerx_core::embed::{Embedder as _, MiniLm};
 use routerx_core::Error;
@@ -351,6 +353,16 @@ impl PyDecision {
     fn route_ns(&self) -> u64 {
         self.0.route_ns
     }
+    /// Cosine similarity of a semantic hit's cached request to this one (None otherwise).
+    #[getter]
+    fn similarity(&self) -> Option<f32> {
+        self.0.semantic.map(|(_, s)| s)
+    }
+    /// The semantic cache entry that answered (None unless a semantic hit).
+    #[getter]
+    fn semantic_entry(&self) -> Option<u64> {
+        self.0.semantic.map(|(id, _)| id)
+    }
 
     /// This decision as `routerx.v1.Decision` protobuf bytes (what the gRPC server sends).
     /// `cache` overrides the outcome name; `language` fills the detected language (costly).
@@ -403,6 +415,8 @@ impl PyDecision {
             reason: self.reason(),
             route_ns: o.route_ns,
             overhead_us,
+            similarity: self.similarity(),
+            semantic_entry: self.semantic_entry(),
         };
         PyBytes::new(py, &msg.to_bytes())
     }
@@ -440,7 +454,7 @@ struct PyCore(Arc<Core>);
 #[pymethods]
 impl PyCore {
     #[new]
-    #[pyo3(signature = (models, candidates, settings, classifier_json=None, classifier_source="<embedded>".to_owned(), max_prompt_bytes=4<<20, cache_max_entries=100_000, cache_max_bytes=256<<20, cache_ttl_s=86_400.0, energy=None, baseline=None))]
+    #[pyo3(signature = (models, candidates, settings, classifier_json=None, classifier_source="<embedded>".to_owned(), max_prompt_bytes=4<<20, cache_max_entries=100_000, cache_max_bytes=256<<20, cache_ttl_s=86_400.0, energy=None, baseline=None, semantic_max_entries=100_000, semantic_max_bytes=512<<20, single_flight_s=10.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -455,12 +469,20 @@ impl PyCore {
         cache_ttl_s: f64,
         energy: Option<Vec<f64>>,
         baseline: Option<(f64, f64)>,
+        semantic_max_entries: usize,
+        semantic_max_bytes: usize,
+        single_flight_s: f64,
     ) -> PyResult<Self> {
+        if !(single_flight_s.is_finite() && single_flight_s >= 0.0) {
+            return Err(to_py_err(routerx_core::Error::config("cache", format!("single_flight_timeout_s must be ≥ 0, got {single_flight_s}"))));
+        }
         let table = policy_table(models, candidates, settings)?;
         let acct = AccountingTable { energy_j_per_token: energy.unwrap_or_default(), baseline_price: baseline };
         let cfg = CoreConfig {
             max_prompt_bytes,
             cache: CacheConfig { max_entries: cache_max_entries, max_bytes: cache_max_bytes, default_ttl_s: cache_ttl_s, ..Default::default() },
+            semantic: routerx_core::semantic::SemanticConfig { max_entries: semantic_max_entries, max_bytes: semantic_max_bytes },
+            single_flight: std::time::Duration::from_secs_f64(single_flight_s),
         };
         let core = without_gil(py, move || {
             let classifier = match classifier_json {
@@ -475,19 +497,58 @@ impl PyCore {
         Ok(PyCore(Arc::new(core)))
     }
 
-    /// Routes one request: `prompt` is a string or a list of chat messages.
-    #[pyo3(signature = (prompt, tenant, constraints, extras=None, labels=None))]
-    fn route(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>, labels: Option<Labels>) -> PyResult<PyDecision> {
-        let req = request_of(prompt, tenant, extras, labels)?;
-        let c = constraints.get();
+    /// Routes one request (`prompt`: a string or a list of chat messages): the exact cache, then
+    /// (with `semantic`) the semantic cache, then the policy.
+    #[pyo3(signature = (prompt, tenant, constraints, extras=None, labels=None, semantic=None, min_similarity=None, caller=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &self,
+        py: Python<'_>,
+        prompt: &Bound<'_, PyAny>,
+        tenant: String,
+        constraints: &Bound<'_, PyConstraints>,
+        extras: Option<Extras>,
+        labels: Option<Labels>,
+        semantic: Option<&Bound<'_, PySemantic>>,
+        min_similarity: Option<f32>,
+        caller: Option<u64>,
+    ) -> PyResult<PyDecision> {
+        let mut req = request_of(prompt, tenant, extras, labels)?;
+        req.caller = caller;
+        let c = &constraints.get().0;
         let core = &self.0;
         // An exact hit is a hash and a shard read lock (~1 µs): cheaper than giving up the GIL,
         // which under contention can cost a whole switch interval to get back. The GIL is
-        // released for real routing only.
-        if let Some(hit) = core.route_if_cached(&req, &c.0).map_err(to_py_err)? {
+        // released for real work only.
+        if let Some(hit) = core.route_if_cached(&req, c).map_err(to_py_err)? {
             return Ok(PyDecision(Arc::new(hit)));
         }
-        let out = without_gil(py, || core.route(&req, &c.0)).map_err(to_py_err)?;
+        let Some(sem) = semantic.map(Bound::get).filter(|_| !c.cache.no_cache) else {
+            let out = without_gil(py, || core.route(&req, c)).map_err(to_py_err)?;
+            return Ok(PyDecision(Arc::new(out)));
+        };
+        let scope = semantic::scope_of(&req, c.allowed_models.as_deref().unwrap_or(&[]), sem.embedder.model_id());
+        let query = semantic::query_of(&req).to_owned();
+        let min_sim = min_similarity.unwrap_or(sem.min_similarity);
+        let out = without_gil(py, || -> Result<RouteOutcome, routerx_core::Error> {
+            match sem.batcher.submit((scope, query.clone())) {
+                Ok(Ok((vector, candidates))) => {
+                    if let Some(hit) = core.route_semantic(&req, c, scope, &candidates, min_sim)? {
+                        return Ok(hit);
+                    }
+                    let out = core.route(&req, c)?;
+                    core.attach_semantic(&out, scope, query, vector);
+                    Ok(out)
+                }
+                // The semantic layer failing (a full queue, a search error) must not fail the
+                // request: it is routed, and the failure counted.
+                Ok(Err(_)) | Err(_) => {
+                    sem.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    core.route(&req, c)
+                }
+            }
+        })
+        .map_err(to_py_err)?;
         Ok(PyDecision(Arc::new(out)))
     }
 
@@ -517,7 +578,10 @@ impl PyCore {
     /// Accounts a finished model call; stores the answer unless the call failed or the decision
     /// said no-store. Returns (actual cost in USD, stored).
     #[pyo3(signature = (decision, response, input_tokens, output_tokens, latency_ms, ok=true))]
-    fn record(&self, py: Python<'_>, decision: &Bound<'_, PyAny>, response: &Bound<'_, PyAny>, input_tokens: &Bound<'_, PyAny>, output_tokens: &Bound<'_, PyAny>, latency_ms: f64, ok: bool) -> PyResult<(f64, bool)> {
+    /// `(cost_usd, stored, semantic)`: `semantic` is `(entry id, scope, vector bytes)` when the
+    /// answer was also stored in the semantic cache (the index must add the vector under the id).
+    #[allow(clippy::type_complexity)]
+    fn record<'py>(&self, py: Python<'py>, decision: &Bound<'py, PyAny>, response: &Bound<'py, PyAny>, input_tokens: &Bound<'py, PyAny>, output_tokens: &Bound<'py, PyAny>, latency_ms: f64, ok: bool) -> PyResult<(f64, bool, Option<(u64, u64, Bound<'py, PyBytes>)>)> {
         let d = decision.cast::<PyDecision>().map_err(|_| invalid("decision", "must be a Decision returned by route()"))?;
         let outcome = d.get().0.clone();
         let response = owned_str(response, "response")?;
@@ -525,7 +589,11 @@ impl PyCore {
         let (i, o) = (count(input_tokens, "input_tokens")?, count(output_tokens, "output_tokens")?);
         let core = &self.0;
         let r = without_gil(py, || core.record(&outcome, response, i, o, latency_ms, ok)).map_err(to_py_err)?;
-        Ok((r.cost_usd, r.stored))
+        let sem = match (r.semantic_id, outcome.pending.get()) {
+            (Some(id), Some((scope, _, vector))) => Some((id, *scope, f32_bytes(py, vector))),
+            _ => None,
+        };
+        Ok((r.cost_usd, r.stored, sem))
     }
 
     /// Exact o200k token count.
@@ -672,10 +740,10 @@ impl PyCore {
     /// Removes cached answers: all, or one tenant's. Returns how many.
     #[pyo3(signature = (tenant=None))]
     fn invalidate(&self, py: Python<'_>, tenant: Option<String>) -> usize {
-        let cache = self.0.cache();
+        let (cache, sem) = (self.0.cache(), self.0.semantic());
         without_gil(py, || match tenant {
-            Some(t) => cache.remove_where(|e| *e.tenant == *t),
-            None => cache.clear(),
+            Some(t) => cache.remove_where(|e| *e.tenant == *t) + sem.remove_where(|e| *e.entry.tenant == *t),
+            None => cache.clear() + sem.remove_where(|_| true),
         })
     }
 
@@ -690,6 +758,33 @@ impl PyCore {
         Ok((r.restored, r.expired, r.dropped))
     }
 
+    /// Writes the semantic cache (entries and vectors) to `path`; returns (entries, bytes).
+    fn snapshot_semantic(&self, py: Python<'_>, path: std::path::PathBuf, embedder_id: String) -> PyResult<(usize, u64)> {
+        without_gil(py, || self.0.snapshot_semantic(&path, &embedder_id)).map_err(to_py_err)
+    }
+
+    /// Adds a semantic snapshot's live entries; returns (restored, expired, dropped).
+    fn restore_semantic(&self, py: Python<'_>, path: std::path::PathBuf, embedder_id: String) -> PyResult<(usize, usize, usize)> {
+        let r = without_gil(py, || self.0.restore_semantic(&path, &embedder_id)).map_err(to_py_err)?;
+        Ok((r.restored, r.expired, r.dropped))
+    }
+
+    /// Semantic entry ids removed since the last call (the index drops them).
+    fn semantic_drain_removed(&self) -> Vec<u64> {
+        self.0.semantic().drain_removed()
+    }
+
+    /// `(scope, id, vector bytes)` of every live semantic entry, in id order: rebuilds an index.
+    fn semantic_live<'py>(&self, py: Python<'py>) -> Vec<(u64, u64, Bound<'py, PyBytes>)> {
+        let live = without_gil(py, || self.0.semantic().live(unix_now()));
+        live.iter().map(|e| (e.scope, e.id, f32_bytes(py, &e.vector))).collect()
+    }
+
+    /// Removes one semantic entry by id; whether it was there.
+    fn semantic_remove(&self, id: u64) -> bool {
+        self.0.semantic().remove(id)
+    }
+
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         use std::sync::atomic::Ordering::Relaxed;
         let core = &self.0;
@@ -699,6 +794,7 @@ impl PyCore {
         for (name, v) in [
             ("requests", &k.requests),
             ("exact_hits", &k.exact_hits),
+            ("semantic_hits", &k.semantic_hits),
             ("misses", &k.misses),
             ("bypassed", &k.bypassed),
             ("best_effort", &k.best_effort),
@@ -732,8 +828,122 @@ impl PyCore {
         c.set_item("evictions", cache.evictions)?;
         c.set_item("expirations", cache.expirations)?;
         d.set_item("cache", c)?;
+        let st = core.semantic().stats();
+        let sc = PyDict::new(py);
+        for (name, v) in [
+            ("entries", st.entries),
+            ("bytes", st.bytes),
+            ("inserts", st.inserts),
+            ("evictions", st.evictions),
+            ("expirations", st.expirations),
+            ("hits", st.hits),
+            ("below_threshold", st.below_threshold),
+            ("guard_rejections", st.guard_rejections),
+            ("stale_candidates", st.stale_candidates),
+        ] {
+            sc.set_item(name, v)?;
+        }
+        d.set_item("semantic", sc)?;
         Ok(d)
     }
+}
+
+fn f32_bytes<'py>(py: Python<'py>, v: &[f32]) -> Bound<'py, PyBytes> {
+    PyBytes::new_with(py, v.len() * 4, |buf| {
+        for (b, x) in buf.chunks_exact_mut(4).zip(v) {
+            b.copy_from_slice(&x.to_ne_bytes());
+        }
+        Ok(())
+    })
+    .expect("filling bytes cannot fail")
+}
+
+/// What one lookup gets back from a micro-batch: the query's vector and the index's candidates.
+type Looked = Result<(Vec<f32>, Vec<(u64, f32)>), String>;
+
+/// The semantic layer's lookup path: concurrent lookups are coalesced by the core's micro-batcher
+/// into one embedding pass and one call of the Python `search(vectors, scopes, k)` (faiss), so the
+/// GIL is taken once per batch. `search` gets float32 row-major bytes and a list of scopes and
+/// returns `(ids, sims)`: int64 and float32 bytes of len(scopes) × k, best first, id -1 for none.
+#[pyclass(frozen, name = "Semantic", module = "routerx._core")]
+struct PySemantic {
+    embedder: Arc<MiniLm>,
+    batcher: Batcher<(u64, String), Looked>,
+    min_similarity: f32,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+#[pymethods]
+impl PySemantic {
+    #[new]
+    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200))]
+    fn new(embedder: &Bound<'_, PyEmbedder>, search: Py<PyAny>, min_similarity: f32, top_k: usize, max_batch: usize, max_wait_us: u64) -> PyResult<Self> {
+        if !(min_similarity > 0.0 && min_similarity <= 1.0) {
+            return Err(to_py_err(routerx_core::Error::invalid_constraint("min_similarity", format!("must be a cosine in (0, 1], got {min_similarity}"))));
+        }
+        if !(1..=256).contains(&top_k) {
+            return Err(to_py_err(routerx_core::Error::invalid_constraint("top_k", format!("must be in 1..=256, got {top_k}"))));
+        }
+        let model = embedder.get().0.clone();
+        let m = model.clone();
+        let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
+        let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
+        Ok(PySemantic { embedder: model, batcher, min_similarity, failures: Default::default() })
+    }
+
+    #[getter]
+    fn min_similarity(&self) -> f32 {
+        self.min_similarity
+    }
+
+    #[getter]
+    fn model_id(&self) -> &str {
+        self.embedder.model_id()
+    }
+
+    /// Batches, items, largest batch and failures so far.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.batcher.stats();
+        let d = PyDict::new(py);
+        d.set_item("batches", s.batches)?;
+        d.set_item("items", s.items)?;
+        d.set_item("largest_batch", s.largest_batch)?;
+        d.set_item("rejected_full", s.rejected_full)?;
+        d.set_item("failures", self.failures.load(std::sync::atomic::Ordering::Relaxed))?;
+        Ok(d)
+    }
+}
+
+/// One micro-batch: embed every query in one pass (no GIL), then one `search` call (GIL once).
+fn search_batch(model: &MiniLm, search: &Py<PyAny>, k: usize, items: Vec<(u64, String)>) -> Vec<Looked> {
+    let n = items.len();
+    let texts: Vec<&str> = items.iter().map(|(_, q)| q.as_str()).collect();
+    let emb = match model.embed(&texts) {
+        Ok(e) => e,
+        Err(e) => return vec![Err(e.to_string()); n],
+    };
+    let scopes: Vec<u64> = items.iter().map(|(s, _)| *s).collect();
+    let found = Python::attach(|py| -> PyResult<(Vec<i64>, Vec<f32>)> {
+        let out = search.call1(py, (f32_bytes(py, &emb.vectors), scopes, k))?;
+        let (ids, sims): (Bound<'_, PyBytes>, Bound<'_, PyBytes>) = out.extract(py)?;
+        let ids: Vec<i64> = ids.as_bytes().chunks_exact(8).map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes"))).collect();
+        let sims: Vec<f32> = sims.as_bytes().chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().expect("4 bytes"))).collect();
+        Ok((ids, sims))
+    });
+    let (ids, sims) = match found {
+        Ok(x) if x.0.len() == n * k && x.1.len() == n * k => x,
+        Ok(_) => return vec![Err("search returned arrays of the wrong size".into()); n],
+        Err(e) => return vec![Err(format!("search failed: {e}")); n],
+    };
+    (0..n)
+        .map(|i| {
+            let cands = (0..k).filter_map(|j| {
+                let id = ids[i * k + j];
+                (id >= 0).then(|| (id as u64, sims[i * k + j]))
+            });
+            Ok((emb.row(i).to_vec(), cands.collect()))
+        })
+        .collect()
 }
 
 /// A sentence embedder (all-MiniLM-L6-v2) loaded from a local model directory.
@@ -859,13 +1069,21 @@ fn default_classifier_json() -> &'static str {
     routerx_core::classifier::DEFAULT_MODEL_JSON
 }
 
+/// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).
+#[pyfunction]
+fn guard_check(a: &str, b: &str) -> Option<String> {
+    semantic::guard::compatible(a, b).err().map(|m| m.to_string())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCore>()?;
     m.add_class::<PyDecision>()?;
     m.add_class::<PyConstraints>()?;
     m.add_class::<PyEmbedder>()?;
+    m.add_class::<PySemantic>()?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;
+    m.add_function(wrap_pyfunction!(guard_check, m)?)?;
     m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;
     m.add_function(wrap_pyfunction!(round_usd, m)?)?;
     m.add_function(wrap_pyfunction!(latency_buckets_ms, m)?)?;

@@ -34,7 +34,7 @@ pub struct Decision {
     pub provider: String,
     #[prost(string, tag = "4")]
     pub tier: String,
-    /// CacheOutcome: 1 exact, 2 miss, 3 bypass.
+    /// CacheOutcome: 1 exact, 2 miss, 3 bypass, 4 semantic.
     #[prost(int32, tag = "5")]
     pub cache: i32,
     #[prost(string, optional, tag = "6")]
@@ -77,6 +77,10 @@ pub struct Decision {
     pub route_ns: u64,
     #[prost(double, tag = "25")]
     pub overhead_us: f64,
+    #[prost(float, optional, tag = "26")]
+    pub similarity: Option<f32>,
+    #[prost(uint64, optional, tag = "27")]
+    pub semantic_entry: Option<u64>,
 }
 
 pub fn cache_outcome(name: &str) -> i32 {
@@ -84,6 +88,7 @@ pub fn cache_outcome(name: &str) -> i32 {
         "exact" => 1,
         "miss" => 2,
         "bypass" => 3,
+        "semantic" => 4,
         _ => 0,
     }
 }

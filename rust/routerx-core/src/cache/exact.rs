@@ -135,8 +135,9 @@ impl Shard {
 pub const SNAPSHOT_KIND: &str = "exact-cache";
 pub const SNAPSHOT_VERSION: u32 = 1;
 
+/// An entry as a snapshot stores it (shared with the semantic cache's snapshots).
 #[derive(Serialize, Deserialize)]
-struct SavedEntry {
+pub(crate) struct SavedEntry {
     key: Key,
     tenant: String,
     response: String,
@@ -149,8 +150,65 @@ struct SavedEntry {
     output_tokens: u32,
     cost_usd: f64,
     created: f64,
-    expires: f64,
+    pub(crate) expires: f64,
     hits: u64,
+}
+
+impl SavedEntry {
+    pub(crate) fn of(e: &Entry) -> SavedEntry {
+        SavedEntry {
+            key: e.key,
+            tenant: e.tenant.to_string(),
+            response: e.response.clone(),
+            model: e.model.to_string(),
+            provider: e.provider.to_string(),
+            tier: e.tier.to_string(),
+            category: e.category as u8,
+            complexity: e.complexity,
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            cost_usd: e.cost_usd,
+            created: e.created,
+            expires: e.expires,
+            hits: e.hits.load(Relaxed),
+        }
+    }
+
+    /// The entry again, its names shared through `intern`; None for an unknown category.
+    pub(crate) fn into_entry(self, intern: &mut impl FnMut(String) -> Arc<str>) -> Option<Entry> {
+        let category = *Category::ALL.get(self.category as usize)?;
+        let e = Entry::new(
+            self.key,
+            intern(self.tenant),
+            self.response,
+            intern(self.model),
+            intern(self.provider),
+            intern(self.tier),
+            category,
+            self.complexity,
+            self.input_tokens,
+            self.output_tokens,
+            self.cost_usd,
+            self.created,
+            self.expires,
+        );
+        e.hits.store(self.hits, Relaxed);
+        Some(e)
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        ENTRY_OVERHEAD + self.response.len() + self.tenant.len()
+    }
+
+    pub(crate) fn value(&self) -> f64 {
+        (1 + self.hits) as f64 * self.cost_usd / (self.response.len() + 1) as f64
+    }
+}
+
+/// Interns names while restoring, so entries share their model/tier/tenant strings.
+pub(crate) fn interner() -> impl FnMut(String) -> Arc<str> {
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    move |s: String| names.entry(s).or_insert_with_key(|k| Arc::from(k.as_str())).clone()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -242,6 +300,11 @@ impl ExactCache {
     /// Inserts or replaces; returns how many entries were evicted to make room. An entry larger
     /// than the whole byte budget is not stored.
     pub fn insert(&self, entry: Entry, now: f64) -> usize {
+        self.insert_arc(Arc::new(entry), now)
+    }
+
+    /// As [`ExactCache::insert`], for an entry shared with the semantic cache.
+    pub fn insert_arc(&self, entry: Arc<Entry>, now: f64) -> usize {
         let size = entry.size();
         if size > self.cfg.max_bytes || self.cfg.max_entries == 0 {
             return 0;
@@ -256,7 +319,7 @@ impl ExactCache {
             }
             let pos = shard.keys.len();
             shard.keys.push(key);
-            shard.map.insert(key, (Arc::new(entry), pos));
+            shard.map.insert(key, (entry, pos));
             self.entries.fetch_add(1, Relaxed);
             self.bytes.fetch_add(size, Relaxed);
         }
@@ -353,22 +416,7 @@ impl ExactCache {
         let mut entries = Vec::with_capacity(self.entries.load(Relaxed));
         for lock in self.shards.iter() {
             let shard = lock.read();
-            entries.extend(shard.map.values().filter(|(e, _)| e.expires > now).map(|(e, _)| SavedEntry {
-                key: e.key,
-                tenant: e.tenant.to_string(),
-                response: e.response.clone(),
-                model: e.model.to_string(),
-                provider: e.provider.to_string(),
-                tier: e.tier.to_string(),
-                category: e.category as u8,
-                complexity: e.complexity,
-                input_tokens: e.input_tokens,
-                output_tokens: e.output_tokens,
-                cost_usd: e.cost_usd,
-                created: e.created,
-                expires: e.expires,
-                hits: e.hits.load(Relaxed),
-            }));
+            entries.extend(shard.map.values().filter(|(e, _)| e.expires > now).map(|(e, _)| SavedEntry::of(e)));
         }
         let n = entries.len();
         let bytes = snapshot::write(path, SNAPSHOT_KIND, SNAPSHOT_VERSION, &SavedCache { catalog: catalog.to_vec(), entries })?;
@@ -384,15 +432,10 @@ impl ExactCache {
             out.dropped = saved.entries.len();
             return Ok(out);
         }
-        let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        let mut intern = |s: String| names.entry(s).or_insert_with_key(|k| Arc::from(k.as_str())).clone();
+        let mut intern = interner();
         // Most valuable first, so a smaller cache keeps what saves the most.
         let mut entries = saved.entries;
-        entries.sort_by(|a, b| {
-            let pa = (1 + a.hits) as f64 * a.cost_usd / (a.response.len() + 1) as f64;
-            let pb = (1 + b.hits) as f64 * b.cost_usd / (b.response.len() + 1) as f64;
-            pb.total_cmp(&pa)
-        });
+        entries.sort_by(|a, b| b.value().total_cmp(&a.value()));
         let total = entries.len();
         let mut keys = Vec::with_capacity(total);
         for s in entries {
@@ -400,30 +443,13 @@ impl ExactCache {
                 out.expired += 1;
                 continue;
             }
-            let Some(&category) = Category::ALL.get(s.category as usize) else { continue };
-            // Most valuable first: once the cache is full, the rest would only displace better ones.
-            if self.entries.load(Relaxed) >= self.cfg.max_entries
-                || self.bytes.load(Relaxed) + ENTRY_OVERHEAD + s.response.len() + s.tenant.len() > self.cfg.max_bytes
-            {
+            // Once the cache is full, the rest would only displace better ones.
+            if self.entries.load(Relaxed) >= self.cfg.max_entries || self.bytes.load(Relaxed) + s.size() > self.cfg.max_bytes {
                 continue;
             }
-            keys.push(s.key);
-            let e = Entry::new(
-                s.key,
-                intern(s.tenant),
-                s.response,
-                intern(s.model),
-                intern(s.provider),
-                intern(s.tier),
-                category,
-                s.complexity,
-                s.input_tokens,
-                s.output_tokens,
-                s.cost_usd,
-                s.created,
-                s.expires,
-            );
-            e.hits.store(s.hits, Relaxed);
+            let key = s.key;
+            let Some(e) = s.into_entry(&mut intern) else { continue };
+            keys.push(key);
             self.insert(e, now);
         }
         // What a smaller cache evicted (or never stored) is counted as dropped.

@@ -13,10 +13,12 @@ class CacheOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CACHE_OUTCOME_EXACT: _ClassVar[CacheOutcome]
     CACHE_OUTCOME_MISS: _ClassVar[CacheOutcome]
     CACHE_OUTCOME_BYPASS: _ClassVar[CacheOutcome]
+    CACHE_OUTCOME_SEMANTIC: _ClassVar[CacheOutcome]
 CACHE_OUTCOME_UNSPECIFIED: CacheOutcome
 CACHE_OUTCOME_EXACT: CacheOutcome
 CACHE_OUTCOME_MISS: CacheOutcome
 CACHE_OUTCOME_BYPASS: CacheOutcome
+CACHE_OUTCOME_SEMANTIC: CacheOutcome
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
@@ -47,14 +49,16 @@ class Constraints(_message.Message):
     def __init__(self, latency_budget_ms: _Optional[float] = ..., max_cost_usd: _Optional[float] = ..., min_quality: _Optional[float] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class CacheControl(_message.Message):
-    __slots__ = ("no_cache", "no_store", "ttl_s")
+    __slots__ = ("no_cache", "no_store", "ttl_s", "min_similarity")
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     NO_STORE_FIELD_NUMBER: _ClassVar[int]
     TTL_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     no_cache: bool
     no_store: bool
     ttl_s: float
-    def __init__(self, no_cache: _Optional[bool] = ..., no_store: _Optional[bool] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+    min_similarity: float
+    def __init__(self, no_cache: _Optional[bool] = ..., no_store: _Optional[bool] = ..., ttl_s: _Optional[float] = ..., min_similarity: _Optional[float] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("prompt", "messages", "tenant", "agent", "workflow", "constraints", "cache", "tools_json", "params_json", "detect_language")
@@ -109,7 +113,7 @@ class Fallback(_message.Message):
     def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., quality: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us")
+    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us", "similarity", "semantic_entry")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +139,8 @@ class Decision(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ROUTE_NS_FIELD_NUMBER: _ClassVar[int]
     OVERHEAD_US_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_ENTRY_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -160,7 +166,9 @@ class Decision(_message.Message):
     reason: str
     route_ns: int
     overhead_us: float
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ...) -> None: ...
+    similarity: float
+    semantic_entry: int
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ..., similarity: _Optional[float] = ..., semantic_entry: _Optional[int] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
     __slots__ = ("decision_id", "response_text", "input_tokens", "output_tokens", "latency_ms", "ok")
@@ -249,7 +257,7 @@ class ServerStats(_message.Message):
     def __init__(self, decisions_held: _Optional[int] = ..., decisions_expired: _Optional[int] = ..., decisions_evicted: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server", "tenant")
+    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server", "tenant", "semantic_hits", "semantic")
     class DecisionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +283,8 @@ class StatsResponse(_message.Message):
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_HITS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_FIELD_NUMBER: _ClassVar[int]
     requests: int
     exact_hits: int
     misses: int
@@ -293,7 +303,33 @@ class StatsResponse(_message.Message):
     classifier: str
     server: ServerStats
     tenant: str
-    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    semantic_hits: int
+    semantic: SemanticStats
+    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ..., semantic_hits: _Optional[int] = ..., semantic: _Optional[_Union[SemanticStats, _Mapping]] = ...) -> None: ...
+
+class SemanticStats(_message.Message):
+    __slots__ = ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    INSERTS_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATIONS_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    GUARD_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    STALE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    entries: int
+    bytes: int
+    inserts: int
+    evictions: int
+    expirations: int
+    hits: int
+    below_threshold: int
+    guard_rejections: int
+    stale_candidates: int
+    def __init__(self, enabled: _Optional[bool] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ..., inserts: _Optional[int] = ..., evictions: _Optional[int] = ..., expirations: _Optional[int] = ..., hits: _Optional[int] = ..., below_threshold: _Optional[int] = ..., guard_rejections: _Optional[int] = ..., stale_candidates: _Optional[int] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("prompt", "messages", "tenant", "models", "tools_json", "params_json", "min_quality")

@@ -1,0 +1,216 @@
+"""``routerx calibrate``: the semantic cache's threshold for a target precision, from labelled pairs.
+
+A pair file holds (text_a, text_b, label) rows, label 1 when an answer to one is a right answer to
+the other: a JSON array of objects (``text_a``/``text_b``/``label``, as GPTCache's QQP benchmark data,
+or ``origin``/``similar``, all positives), JSON lines, or CSV with a header; ``--a``, ``--b`` and
+``--label`` name other columns. Both texts are embedded by the router's embedder (the Rust core,
+in batches); each pair's score is its cosine, and a pair the near-miss guard rejects is never a hit
+whatever its cosine (that is what the cache does). For the whole file and per task category (of
+text_a, by the router's classifier), the lowest threshold whose precision reaches the target is
+chosen, and precision, recall and false-hit rate there are reported, with the PR curve as a PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError
+
+__all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate"]
+
+#: Fewer positives than this in a category: its threshold is not estimated (the global one applies).
+MIN_CATEGORY_POSITIVES = 50
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    label: int
+
+
+def load_pairs(path: str, a: str = "text_a", b: str = "text_b", label: str = "label") -> List[Pair]:
+    """Reads labelled pairs; errors name the file and the row."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read pairs: {e}", file=path) from None
+    rows: List[Dict[str, Any]]
+    stripped = text.lstrip()
+    if p.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    elif stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{path}: invalid JSON: {e}", file=path) from None
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise ConfigError(f"{path}:{i}: invalid JSON line: {e}", file=path, line=i) from None
+    out: List[Pair] = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ConfigError(f"{path}: row {i}: must be an object", file=path)
+        if "origin" in r and "similar" in r and a not in r:
+            out.append(Pair(str(r["origin"]), str(r["similar"]), 1))
+            continue
+        try:
+            lab = int(float(r[label]))
+            ta, tb = r[a], r[b]
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: row {i}: needs string columns {a!r} and {b!r} and a 0/1 column {label!r}", file=path, field=label) from None
+        if lab not in (0, 1) or not isinstance(ta, str) or not isinstance(tb, str):
+            raise ConfigError(f"{path}: row {i}: label must be 0 or 1 and texts strings", file=path, field=label)
+        out.append(Pair(ta, tb, lab))
+    if not out:
+        raise ConfigError(f"{path}: no pairs", file=path)
+    return out
+
+
+@dataclass
+class Curve:
+    """Precision/recall by threshold for one set of pairs."""
+
+    thresholds: List[float]
+    precision: List[float]
+    recall: List[float]
+    false_hit_rate: List[float]
+    positives: int
+    negatives: int
+
+    def at_precision(self, target: float) -> Optional[Dict[str, float]]:
+        """The lowest threshold (most recall) whose precision reaches ``target``, with at least 20
+        accepted pairs so that one lucky pair does not decide."""
+        best = None
+        for t, p, r, f in zip(self.thresholds, self.precision, self.recall, self.false_hit_rate):
+            if p >= target and r * self.positives >= 20:
+                best = {"threshold": t, "precision": p, "recall": r, "false_hit_rate": f}
+        return best
+
+
+def curve(scores: Sequence[float], labels: Sequence[int], steps: int = 400) -> Curve:
+    """Scores are cosines (−inf for a guard rejection); thresholds from 1 down to 0."""
+    pos = sum(labels)
+    neg = len(labels) - pos
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    ts = [1.0 - i / steps for i in range(steps + 1)]
+    prec, rec, fhr = [], [], []
+    tp = fp = 0
+    j = 0
+    for t in ts:
+        while j < len(order) and scores[order[j]] >= t:
+            if labels[order[j]]:
+                tp += 1
+            else:
+                fp += 1
+            j += 1
+        prec.append(tp / (tp + fp) if tp + fp else 1.0)
+        rec.append(tp / pos if pos else 0.0)
+        fhr.append(fp / neg if neg else 0.0)
+    # Ascending thresholds, so at_precision keeps the lowest one that qualifies last.
+    return Curve(ts[::-1], prec[::-1], rec[::-1], fhr[::-1], pos, neg)
+
+
+def score_pairs(router: Any, pairs: Sequence[Pair], batch: int = 256) -> Tuple[List[float], List[float]]:
+    """(cosine, cosine with guard rejections at −inf) per pair."""
+    import numpy as np
+
+    from . import _core
+
+    emb = router.embedder
+    cos: List[float] = []
+    for i in range(0, len(pairs), batch):
+        chunk = pairs[i : i + batch]
+        va = emb.embed([p.a for p in chunk])
+        vb = emb.embed([p.b for p in chunk])
+        cos.extend(float(x) for x in np.einsum("ij,ij->i", va, vb))
+    guarded = [c if _core.guard_check(p.a, p.b) is None else -math.inf for c, p in zip(cos, pairs)]
+    return cos, guarded
+
+
+def calibrate(
+    router: Any,
+    pairs: Sequence[Pair],
+    target_precision: float = 0.95,
+    out_dir: Optional[str] = None,
+    sample: Optional[int] = None,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """Chooses thresholds; writes ``pr_curve.png`` and ``semantic.toml`` to ``out_dir`` when given."""
+    if not 0 < target_precision < 1:
+        raise ConfigError(f"target precision must be in (0, 1), got {target_precision}", field="target_precision")
+    pairs = list(pairs)
+    if sample is not None and sample < len(pairs):
+        pairs = random.Random(seed).sample(pairs, sample)
+    cos, guarded = score_pairs(router, pairs)
+    labels = [p.label for p in pairs]
+    plain, with_guard = curve(cos, labels), curve(guarded, labels)
+    report: Dict[str, Any] = {
+        "pairs": len(pairs),
+        "positives": sum(labels),
+        "target_precision": target_precision,
+        "cosine_only": plain.at_precision(target_precision),
+        "cosine_and_guard": with_guard.at_precision(target_precision),
+        "guard_rejected_positives": sum(1 for g, l in zip(guarded, labels) if l and g == -math.inf),
+        "guard_rejected_negatives": sum(1 for g, l in zip(guarded, labels) if not l and g == -math.inf),
+    }
+    cats: Dict[str, List[int]] = {}
+    for i, p in enumerate(pairs):
+        cats.setdefault(router.route(p.a, no_cache=True, no_store=True).category, []).append(i)
+    per: Dict[str, Any] = {}
+    for cat, idx in sorted(cats.items()):
+        lab = [labels[i] for i in idx]
+        if sum(lab) < MIN_CATEGORY_POSITIVES:
+            per[cat] = {"pairs": len(idx), "positives": sum(lab), "threshold": None}
+            continue
+        c = curve([guarded[i] for i in idx], lab).at_precision(target_precision)
+        per[cat] = {"pairs": len(idx), "positives": sum(lab), **(c or {"threshold": None})}
+    report["categories"] = per
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _plot(out / "pr_curve.png", plain, with_guard, report, target_precision)
+        chosen = report["cosine_and_guard"]
+        lines = ["[semantic]", f"# calibrated on {len(pairs)} pairs for precision >= {target_precision}"]
+        lines.append(f"min_similarity = {chosen['threshold']:.4f}" if chosen else "# no threshold reaches the target precision")
+        (out / "semantic.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / "calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        report["files"] = [str(out / "pr_curve.png"), str(out / "semantic.toml"), str(out / "calibration.json")]
+    return report
+
+
+def _plot(path: Path, plain: Curve, guarded: Curve, report: Dict[str, Any], target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    ax.plot(plain.recall, plain.precision, label="cosine")
+    ax.plot(guarded.recall, guarded.precision, label="cosine + near-miss guard")
+    ax.axhline(target, color="grey", linestyle=":", label=f"target precision {target:.2f}")
+    chosen = report["cosine_and_guard"]
+    if chosen:
+        ax.scatter([chosen["recall"]], [chosen["precision"]], color="black", zorder=3, label=f"chosen: cos ≥ {chosen['threshold']:.3f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.4, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title(f"semantic cache hits on {report['pairs']} labelled pairs")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,546 @@
+//! The semantic cache's entries: id → answer, scope, query signature and vector.
+//!
+//! faiss holds the vectors for search and returns candidate ids; this store decides what a
+//! candidate means. An id that is unknown here (evicted, expired, invalidated) is never served,
+//! whatever the index still holds, so removal takes effect at once; the ids removed are queued
+//! for the index to drop in batches ([`SemanticStore::drain_removed`]), and the vectors kept
+//! here let it rebuild (compact) an index from the live entries alone.
+//!
+//! A candidate is served only if it is in the request's scope (tenant, model scope, system prompt,
+//! tools, sampling parameters, earlier turns and the embedder's model id: see [`scope_of`]), live,
+//! at least as similar as asked, and passes the near-miss guard. Bounded by entries and bytes
+//! (the vector and the guard signature count), with the exact cache's cost-aware eviction.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::guard::{self, Mismatch, Signature};
+use crate::cache::exact::{interner, Restored, SavedEntry};
+use crate::cache::Entry;
+use crate::request::Request;
+use crate::{snapshot, Result};
+
+/// Snapshot file kind and format version of the semantic cache.
+pub const SNAPSHOT_KIND: &str = "semantic-cache";
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SavedSem {
+    scope: u64,
+    query: String,
+    vector: Vec<f32>,
+    entry: SavedEntry,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSemantic {
+    /// Model scopes in the scopes are catalog indices, and vectors are only comparable under the
+    /// same embedder: a snapshot restores only into the same catalog and embedder.
+    catalog: Vec<String>,
+    embedder: String,
+    entries: Vec<SavedSem>,
+}
+
+/// Bytes charged per entry on top of its strings and vector.
+const ENTRY_OVERHEAD: usize = 256;
+const EVICTION_SAMPLE: usize = 8;
+const SHARDS: usize = 32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SemanticConfig {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig { max_entries: 100_000, max_bytes: 512 << 20 }
+    }
+}
+
+/// One cached answer of the semantic layer.
+pub struct SemEntry {
+    pub id: u64,
+    pub scope: u64,
+    /// The text that was embedded (the last user turn).
+    pub query: String,
+    pub signature: Signature,
+    pub vector: Vec<f32>,
+    /// Answer and metadata, shared with the exact cache's entry type.
+    pub entry: Arc<Entry>,
+}
+
+impl SemEntry {
+    fn size(&self) -> usize {
+        ENTRY_OVERHEAD + self.query.len() + self.signature.size_bytes() + 4 * self.vector.len() + self.entry.size()
+    }
+}
+
+/// The scope a semantic hit must share with the request: everything that changes the answer
+/// except the wording of the last user turn.
+pub fn scope_of(req: &Request, model_scope: &[u32], embedder_id: &str) -> u64 {
+    let mut h = Xxh3::new();
+    let mut put = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    put(b"routerx-semantic-scope-v1");
+    put(embedder_id.as_bytes());
+    put(req.tenant.as_bytes());
+    let scope: Vec<u8> = model_scope.iter().flat_map(|m| m.to_le_bytes()).collect();
+    put(&scope);
+    put(req.tools.as_bytes());
+    put(req.params.as_bytes());
+    let last = req.last_user_index();
+    for (i, m) in req.messages.iter().enumerate() {
+        if Some(i) == last {
+            put(b"<query>");
+            continue;
+        }
+        put(&[m.role as u8]);
+        put(m.content.as_bytes());
+    }
+    h.digest()
+}
+
+/// The text a request is embedded by: its last user turn (the whole conversation is in the scope).
+pub fn query_of(req: &Request) -> &str {
+    req.last_user()
+}
+
+/// Why the best candidates were not served (counted in [`SemanticStats`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rejection {
+    /// No candidate at or above the similarity threshold.
+    BelowThreshold,
+    /// The index returned an id that is no longer live (removal not yet applied to the index).
+    Stale,
+    /// Another scope's entry (only if the index partitioning was bypassed: never served).
+    OtherScope,
+    /// The near-miss guard found a decisive difference.
+    Guard(Mismatch),
+}
+
+/// A candidate accepted for serving.
+pub struct Accepted {
+    pub entry: Arc<SemEntry>,
+    pub similarity: f32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SemanticStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    pub hits: u64,
+    pub below_threshold: u64,
+    pub guard_rejections: u64,
+    pub stale_candidates: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u64, Arc<SemEntry>>,
+    keys: Vec<u64>,
+    pos: HashMap<u64, usize>,
+    clock: f64,
+}
+
+impl Shard {
+    fn remove(&mut self, id: u64) -> Option<Arc<SemEntry>> {
+        let e = self.map.remove(&id)?;
+        let p = self.pos.remove(&id).expect("dense key list matches the map");
+        self.keys.swap_remove(p);
+        if let Some(&moved) = self.keys.get(p) {
+            self.pos.insert(moved, p);
+        }
+        Some(e)
+    }
+}
+
+pub struct SemanticStore {
+    cfg: SemanticConfig,
+    shards: Box<[RwLock<Shard>]>,
+    next_id: AtomicU64,
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Ids removed since the index last drained them.
+    removed: Mutex<Vec<u64>>,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+    hits: AtomicU64,
+    below: AtomicU64,
+    guarded: AtomicU64,
+    stale: AtomicU64,
+}
+
+impl SemanticStore {
+    pub fn new(cfg: SemanticConfig) -> Self {
+        SemanticStore {
+            cfg,
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            next_id: AtomicU64::new(1),
+            entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            removed: Mutex::new(Vec::new()),
+            inserts: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            expirations: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            below: AtomicU64::new(0),
+            guarded: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> &SemanticConfig {
+        &self.cfg
+    }
+
+    fn shard(&self, id: u64) -> &RwLock<Shard> {
+        // Ids are sequential: a multiplicative hash spreads neighbours over the shards.
+        &self.shards[(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % SHARDS]
+    }
+
+    /// Stores an answer; returns its id (what the index must hold for `vector`), or None when it
+    /// is larger than the whole byte budget. Evictions made to fit it are queued for the index.
+    pub fn insert(&self, scope: u64, query: String, vector: Vec<f32>, entry: Arc<Entry>, now: f64) -> Option<u64> {
+        if self.cfg.max_entries == 0 {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let signature = Signature::of(&query);
+        let e = Arc::new(SemEntry { id, scope, query, signature, vector, entry });
+        let size = e.size();
+        if size > self.cfg.max_bytes {
+            return None;
+        }
+        {
+            let mut s = self.shard(id).write();
+            let p = s.keys.len();
+            s.keys.push(id);
+            s.pos.insert(id, p);
+            s.map.insert(id, e);
+        }
+        self.entries.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(size, Relaxed);
+        self.inserts.fetch_add(1, Relaxed);
+        let mut probe = fastrand::usize(..SHARDS);
+        let mut empty = 0;
+        while self.over_budget() && empty < SHARDS {
+            if self.evict_one(probe, now, id) {
+                empty = 0;
+            } else {
+                probe = (probe + 1) % SHARDS;
+                empty += 1;
+            }
+        }
+        Some(id)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.entries.load(Relaxed) > self.cfg.max_entries || self.bytes.load(Relaxed) > self.cfg.max_bytes
+    }
+
+    fn evict_one(&self, s: usize, now: f64, keep: u64) -> bool {
+        let mut shard = self.shards[s].write();
+        let n = shard.keys.len();
+        if n == 0 || (n == 1 && shard.keys[0] == keep) {
+            return false;
+        }
+        let start = fastrand::usize(..n);
+        let mut victim: Option<(u64, f64, bool)> = None;
+        for i in 0..EVICTION_SAMPLE.min(n) {
+            let id = shard.keys[(start + i * 7919) % n];
+            if id == keep {
+                continue;
+            }
+            let e = &shard.map[&id];
+            let expired = e.entry.expires <= now;
+            let hits = e.entry.hits.load(Relaxed) as f64;
+            let p = if expired { f64::NEG_INFINITY } else { shard.clock + (1.0 + hits) * e.entry.cost_usd / e.size() as f64 };
+            if victim.is_none_or(|(_, vp, _)| p < vp) {
+                victim = Some((id, p, expired));
+            }
+        }
+        let Some((id, p, expired)) = victim else { return false };
+        let e = shard.remove(id).expect("sampled id is present");
+        if p.is_finite() {
+            shard.clock = shard.clock.max(p);
+        }
+        drop(shard);
+        self.account_removal(&e);
+        if expired {
+            self.expirations.fetch_add(1, Relaxed);
+        } else {
+            self.evictions.fetch_add(1, Relaxed);
+        }
+        true
+    }
+
+    fn account_removal(&self, e: &SemEntry) {
+        self.entries.fetch_sub(1, Relaxed);
+        self.bytes.fetch_sub(e.size(), Relaxed);
+        self.removed.lock().push(e.id);
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<SemEntry>> {
+        self.shard(id).read().map.get(&id).cloned()
+    }
+
+    /// The best candidate that may be served: in `scope`, live, `similarity ≥ min_similarity`,
+    /// and compatible with `query` by the guard. `candidates` are (id, cosine) from the index,
+    /// best first. Err says why the best one (by similarity) was refused.
+    pub fn resolve(&self, scope: u64, query: &Signature, candidates: &[(u64, f32)], min_similarity: f32, now: f64) -> Result<Accepted, Rejection> {
+        let mut first_refusal: Option<Rejection> = None;
+        for &(id, sim) in candidates {
+            if !(sim >= min_similarity) {
+                break; // best first: the rest are lower still
+            }
+            let Some(e) = self.get(id) else {
+                self.stale.fetch_add(1, Relaxed);
+                first_refusal.get_or_insert(Rejection::Stale);
+                continue;
+            };
+            if e.scope != scope {
+                first_refusal.get_or_insert(Rejection::OtherScope);
+                continue;
+            }
+            if e.entry.expires <= now {
+                self.remove(id);
+                self.expirations.fetch_add(1, Relaxed);
+                first_refusal.get_or_insert(Rejection::Stale);
+                continue;
+            }
+            if let Err(m) = guard::check(query, &e.signature) {
+                self.guarded.fetch_add(1, Relaxed);
+                first_refusal.get_or_insert(Rejection::Guard(m));
+                continue;
+            }
+            e.entry.hits.fetch_add(1, Relaxed);
+            self.hits.fetch_add(1, Relaxed);
+            return Ok(Accepted { entry: e, similarity: sim.min(1.0) });
+        }
+        let r = first_refusal.unwrap_or(Rejection::BelowThreshold);
+        if r == Rejection::BelowThreshold {
+            self.below.fetch_add(1, Relaxed);
+        }
+        Err(r)
+    }
+
+    pub fn remove(&self, id: u64) -> bool {
+        let removed = self.shard(id).write().remove(id);
+        removed.map(|e| self.account_removal(&e)).is_some()
+    }
+
+    /// Removes every entry matching `pred`; returns how many.
+    pub fn remove_where(&self, pred: impl Fn(&SemEntry) -> bool) -> usize {
+        let mut n = 0;
+        for lock in self.shards.iter() {
+            let mut s = lock.write();
+            let doomed: Vec<u64> = s.map.values().filter(|e| pred(e)).map(|e| e.id).collect();
+            for id in doomed {
+                let e = s.remove(id).expect("present");
+                self.account_removal(&e);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Ids removed since the last call: the index drops them (they are already never served).
+    pub fn drain_removed(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.removed.lock())
+    }
+
+    /// Live entries of every scope, for rebuilding an index: (scope, id, vector) in id order.
+    pub fn live(&self, now: f64) -> Vec<Arc<SemEntry>> {
+        let mut out: Vec<Arc<SemEntry>> = Vec::with_capacity(self.entries.load(Relaxed));
+        for lock in self.shards.iter() {
+            out.extend(lock.read().map.values().filter(|e| e.entry.expires > now).cloned());
+        }
+        out.sort_unstable_by_key(|e| e.id);
+        out
+    }
+
+    /// Writes the live entries (vectors included: the index is rebuilt from them) to `path`.
+    pub fn snapshot(&self, path: &std::path::Path, catalog: &[String], embedder: &str, now: f64) -> Result<(usize, u64)> {
+        let entries: Vec<SavedSem> = self
+            .live(now)
+            .iter()
+            .map(|e| SavedSem { scope: e.scope, query: e.query.clone(), vector: e.vector.clone(), entry: SavedEntry::of(&e.entry) })
+            .collect();
+        let n = entries.len();
+        let saved = SavedSemantic { catalog: catalog.to_vec(), embedder: embedder.to_owned(), entries };
+        let bytes = snapshot::write(path, SNAPSHOT_KIND, SNAPSHOT_VERSION, &saved)?;
+        Ok((n, bytes))
+    }
+
+    /// Adds a snapshot's live entries under new ids (the caller then rebuilds its index from
+    /// [`SemanticStore::live`]). Verified whole first: on error nothing changes. Everything is
+    /// dropped when the catalog or the embedder differ.
+    pub fn restore(&self, path: &std::path::Path, catalog: &[String], embedder: &str, now: f64) -> Result<Restored> {
+        let saved: SavedSemantic = snapshot::read(path, SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
+        let mut out = Restored::default();
+        if saved.catalog != catalog || saved.embedder != embedder {
+            out.dropped = saved.entries.len();
+            return Ok(out);
+        }
+        let mut intern = interner();
+        let mut entries = saved.entries;
+        entries.sort_by(|a, b| b.entry.value().total_cmp(&a.entry.value()));
+        let total = entries.len();
+        let mut ids = Vec::with_capacity(total);
+        for s in entries {
+            if s.entry.expires <= now {
+                out.expired += 1;
+                continue;
+            }
+            if self.entries.load(Relaxed) >= self.cfg.max_entries {
+                continue;
+            }
+            let Some(e) = s.entry.into_entry(&mut intern) else { continue };
+            if let Some(id) = self.insert(s.scope, s.query, s.vector, Arc::new(e), now) {
+                ids.push(id);
+            }
+        }
+        out.restored = ids.iter().filter(|&&id| self.get(id).is_some()).count();
+        out.dropped = total - out.expired - out.restored;
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> SemanticStats {
+        SemanticStats {
+            entries: self.entries.load(Relaxed) as u64,
+            bytes: self.bytes.load(Relaxed) as u64,
+            inserts: self.inserts.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            expirations: self.expirations.load(Relaxed),
+            hits: self.hits.load(Relaxed),
+            below_threshold: self.below.load(Relaxed),
+            guard_rejections: self.guarded.load(Relaxed),
+            stale_candidates: self.stale.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::Category;
+    use crate::request::{Message, Role};
+
+    fn entry(response: &str, cost: f64, expires: f64) -> Arc<Entry> {
+        let s: Arc<str> = Arc::from("m");
+        Arc::new(Entry::new(0, Arc::from("t"), response.into(), s.clone(), s.clone(), s, Category::Chat, 0.3, 10, 5, cost, 0.0, expires))
+    }
+
+    #[test]
+    fn scope_covers_context_but_not_the_query_wording() {
+        let mut a = Request::from_prompt("acme", "How do I reset my password?");
+        let b = Request::from_prompt("acme", "I forgot my password, how can I reset it?");
+        assert_eq!(scope_of(&a, &[], "e"), scope_of(&b, &[], "e"));
+        assert_ne!(scope_of(&a, &[], "e"), scope_of(&a, &[], "e2"), "embedder id");
+        assert_ne!(scope_of(&a, &[], "e"), scope_of(&a, &[1], "e"), "model scope");
+        assert_ne!(scope_of(&a, &[], "e"), scope_of(&Request::from_prompt("globex", "How do I reset my password?"), &[], "e"));
+        let base = scope_of(&a, &[], "e");
+        a.messages.insert(0, Message { role: Role::System, content: "You are terse.".into() });
+        assert_ne!(base, scope_of(&a, &[], "e"), "system prompt");
+        let mut turns = Request::from_prompt("acme", "and in Spanish?");
+        turns.messages.insert(0, Message { role: Role::User, content: "Say hello in French".into() });
+        turns.messages.insert(1, Message { role: Role::Assistant, content: "Bonjour".into() });
+        let mut other = turns.clone();
+        other.messages[0].content = "Say goodbye in French".into();
+        assert_ne!(scope_of(&turns, &[], "e"), scope_of(&other, &[], "e"), "earlier turns");
+        let mut t = b.clone();
+        t.tools = "[{\"name\":\"x\"}]".into();
+        assert_ne!(scope_of(&b, &[], "e"), scope_of(&t, &[], "e"), "tools");
+        assert_eq!(query_of(&turns), "and in Spanish?");
+    }
+
+    #[test]
+    fn resolve_checks_scope_threshold_liveness_and_guard() {
+        let s = SemanticStore::new(SemanticConfig::default());
+        let id = s.insert(7, "turn on the kitchen lights".into(), vec![1.0, 0.0], entry("done", 0.01, 100.0), 0.0).unwrap();
+        let q_same = Signature::of("please turn on the kitchen lights");
+        let q_off = Signature::of("turn off the kitchen lights");
+        assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], 0.9, 1.0).unwrap().entry.id, id);
+        assert!(matches!(s.resolve(7, &q_same, &[(id, 0.85)], 0.9, 1.0), Err(Rejection::BelowThreshold)));
+        assert!(matches!(s.resolve(8, &q_same, &[(id, 0.97)], 0.9, 1.0), Err(Rejection::OtherScope)));
+        assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], 0.9, 1.0), Err(Rejection::Guard(_))));
+        assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], 0.9, 1.0), Err(Rejection::Stale)));
+        // A later candidate is served when the best one is refused.
+        let id2 = s.insert(7, "switch on the kitchen lights".into(), vec![0.0, 1.0], entry("ok", 0.01, 100.0), 0.0).unwrap();
+        assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], 0.9, 1.0).unwrap().entry.id, id2);
+        // Expired: refused and removed, and the index is told.
+        assert!(s.resolve(7, &q_same, &[(id, 0.99)], 0.9, 200.0).is_err());
+        assert!(s.get(id).is_none());
+        assert!(s.drain_removed().contains(&id));
+        let st = s.stats();
+        assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (2, 1, 1));
+    }
+
+    #[test]
+    fn bounded_in_bytes_under_long_churn() {
+        let cfg = SemanticConfig { max_entries: usize::MAX, max_bytes: 2_000_000 };
+        let s = SemanticStore::new(cfg);
+        let mut removed = 0;
+        for i in 0..50_000u64 {
+            s.insert(i % 5, format!("question number {i}"), vec![0.5; 384], entry(&"x".repeat((i % 300) as usize), 0.001, 1e9), 0.0);
+            if i % 1000 == 0 {
+                removed += s.drain_removed().len();
+            }
+            assert!(s.stats().bytes <= 2_000_000);
+        }
+        removed += s.drain_removed().len();
+        let st = s.stats();
+        assert_eq!(st.entries as usize + removed, 50_000, "every removal reaches the index");
+        assert!(st.entries > 500, "{st:?}");
+        let live = s.live(0.0);
+        assert_eq!(live.len() as u64, st.entries);
+        let bytes: usize = live.iter().map(|e| e.size()).sum();
+        assert_eq!(bytes as u64, st.bytes);
+    }
+
+    #[test]
+    fn concurrent_inserts_and_lookups_never_cross_scopes() {
+        let s = Arc::new(SemanticStore::new(SemanticConfig { max_entries: 2_000, max_bytes: usize::MAX }));
+        let threads: Vec<_> = (0..16u64)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let q = Signature::of("what is the status of my order");
+                    let mut mine = Vec::new();
+                    for i in 0..2_000u64 {
+                        if i % 2 == 0 {
+                            if let Some(id) = s.insert(t, "what is the status of my order".into(), vec![0.0; 8], entry(&format!("{t}"), 0.001, 1e9), 0.0) {
+                                mine.push(id);
+                            }
+                        } else if let Some(&id) = mine.last() {
+                            // Another thread's id in our scope is never served.
+                            let other = id.wrapping_add(1);
+                            if let Ok(a) = s.resolve(t, &q, &[(other, 0.99), (id, 0.98)], 0.9, 0.0) {
+                                assert_eq!(a.entry.scope, t);
+                                assert_eq!(a.entry.entry.response, format!("{t}"));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let st = s.stats();
+        assert!(st.entries <= 2_000);
+        assert_eq!(st.entries as usize, s.live(0.0).len());
+    }
+}

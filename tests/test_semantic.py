@@ -1,0 +1,200 @@
+"""The semantic cache end to end: paraphrase hits, scope isolation, the near-miss guard, controls,
+bad input, eviction churn and 64 threads through the micro-batcher."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Dict, List
+
+import pytest
+
+import routerx
+from routerx.embed import INSTALL_COMMAND, minilm_dir
+
+pytest.importorskip("faiss")
+pytest.importorskip("numpy")
+if minilm_dir() is None:
+    pytest.skip(f"embedding model not installed: {INSTALL_COMMAND}", allow_module_level=True)
+
+
+def make(**semantic: Any) -> routerx.Router:
+    return routerx.Router({"semantic": {"enabled": True, **semantic}}, db=None)
+
+
+@pytest.fixture(scope="module")
+def router() -> routerx.Router:
+    return make()
+
+
+def remember(r: routerx.Router, prompt: Any, answer: str, **kw: Any) -> None:
+    d = r.route(prompt, **kw)
+    assert d.cache == "miss", d
+    r.record(d, answer, input_tokens=20, output_tokens=5, latency_ms=100)
+
+
+def test_a_paraphrase_is_answered_from_the_semantic_cache(router: routerx.Router) -> None:
+    remember(router, "How do I reset my password?", "Settings → Security → Reset password.", tenant="p1")
+    d = router.route("How can I reset my password?", tenant="p1")
+    assert d.cache == "semantic" and d.cached_response == "Settings → Security → Reset password."
+    assert d.similarity is not None and 0.9 <= d.similarity <= 1.0
+    assert d.semantic_entry is not None and d.entry_age_s is not None and d.entry_age_s >= 0
+    assert d.predicted_cost_usd == 0 and d.cost_avoided_usd > 0
+    # The exact request is still an exact hit.
+    assert router.route("How do I reset my password?", tenant="p1").cache == "exact"
+    # Recording a hit changes nothing.
+    assert router.record(d, "other", 1, 1, 1.0) == routerx.Recorded(0.0, False)
+    s = router.stats()
+    assert s["semantic_hits"] >= 1 and s["semantic"]["hits"] >= 1 and s["semantic"]["enabled"]
+    assert s["semantic"]["index"]["vectors"] >= 1 and s["semantic"]["model_id"].startswith("all-MiniLM-L6-v2@")
+
+
+def test_scope_tenant_system_prompt_turns_and_models(router: routerx.Router) -> None:
+    remember(router, "What is the capital of Australia?", "Canberra.", tenant="s1")
+    assert router.route("What's the capital city of Australia?", tenant="s1").cache == "semantic"
+    assert router.route("What's the capital city of Australia?", tenant="s2").cache == "miss"
+    sys_a = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "What is the capital of Australia?"}]
+    assert router.route(sys_a[:1] + [{"role": "user", "content": "What's the capital city of Australia?"}], tenant="s1").cache == "miss"
+    turns = [
+        {"role": "user", "content": "Tell me about Peru."},
+        {"role": "assistant", "content": "Peru is in South America."},
+        {"role": "user", "content": "What is its capital?"},
+    ]
+    remember(router, turns, "Lima.", tenant="s1")
+    other = [dict(m) for m in turns]
+    other[0]["content"] = "Tell me about Chile."
+    other[1]["content"] = "Chile is in South America."
+    assert router.route(other, tenant="s1").cache == "miss", "earlier turns are part of the scope"
+    same = [dict(m) for m in turns]
+    same[2]["content"] = "What is the capital?"
+    d = router.route(same, tenant="s1")
+    assert d.cache in ("semantic", "miss")
+    if d.cache == "semantic":
+        assert d.cached_response == "Lima."
+    assert router.route("What's the capital city of Australia?", tenant="s1", models=["gpt-4o"]).cache == "miss", "model scope"
+
+
+@pytest.mark.parametrize(
+    "stored,asked",
+    [
+        ("Turn on the living room lights", "Turn off the living room lights"),
+        ("Write a Python function that returns the first 10 prime numbers", "Write a Python function that returns the first 20 prime numbers"),
+        ("Is it safe to run rm -rf on the build folder?", "Is it not safe to run rm -rf on the build folder?"),
+        ("Convert 5 miles to kilometers", "Convert 50 miles to kilometers"),
+        ("Summarize report_2023.pdf", "Summarize report_2024.pdf"),
+        ("Should I run git push --force here?", "Should I run git push --dry-run here?"),
+        ("How do I enable two-factor authentication?", "How do I disable two-factor authentication?"),
+    ],
+)
+def test_near_misses_are_never_served(router: routerx.Router, stored: str, asked: str) -> None:
+    tenant = f"nm-{abs(hash(stored)) % 10**8}"
+    remember(router, stored, f"answer to: {stored}", tenant=tenant)
+    d = router.route(asked, tenant=tenant, min_similarity=0.5)  # even with a permissive threshold
+    assert d.cache == "miss", (stored, asked, d.similarity)
+
+
+def test_controls_and_thresholds(router: routerx.Router) -> None:
+    remember(router, "Explain what a hash map is.", "A key-value structure.", tenant="c1")
+    q = "Can you explain what a hash map is?"
+    assert router.route(q, tenant="c1", no_cache=True).cache == "bypass"
+    assert router.route(q, tenant="c1", min_similarity=1.0).cache == "miss"
+    assert router.route(q, tenant="c1").cache == "semantic"
+    d = router.route("Explain what a linked list is.", tenant="c1", no_store=True)
+    router.record(d, "Nodes and pointers.", 10, 3, 50.0)
+    assert router.route("Explain what a linked list is, please.", tenant="c1").cache == "miss", "no_store stores nothing"
+    for bad in (0, 0.0, -0.1, 1.01, math.nan, math.inf, "0.9", True):
+        with pytest.raises(routerx.InvalidConstraintError) as ei:
+            router.route(q, tenant="c1", min_similarity=bad)
+        assert ei.value.field == "min_similarity"
+    for bad_cfg in ({"min_similarity": 0}, {"min_similarity": 1.5}, {"top_k": 0}, {"max_batch": 0}, {"enabled": "yes"}):
+        with pytest.raises(routerx.ConfigError):
+            routerx.Router({"semantic": {"enabled": True, **bad_cfg}}, db=None)
+
+
+def test_invalidate_drops_semantic_entries_from_core_and_index() -> None:
+    r = make()
+    remember(r, "How long does shipping to Canada take?", "5-7 days.", tenant="i1")
+    remember(r, "How long does shipping to Canada take?", "4 days.", tenant="i2")
+    assert r.route("How long is shipping to Canada?", tenant="i1").cache == "semantic"
+    before = r.stats()["semantic"]["index"]["vectors"]
+    r.invalidate("i1")
+    assert r.route("How long is shipping to Canada?", tenant="i1").cache == "miss"
+    assert r.route("How long is shipping to Canada?", tenant="i2").cached_response == "4 days."
+    assert r.stats()["semantic"]["index"]["vectors"] == before - 1
+
+
+def test_memory_stays_bounded_under_insert_evict_churn() -> None:
+    r = make(max_entries=50)
+    for i in range(300):
+        remember(r, f"Question {i}: what is the population of city number {i}?", f"{i * 1000}", tenant="churn")
+        s = r.stats()["semantic"]
+        assert s["entries"] <= 50 and s["index"]["vectors"] <= 50
+    s = r.stats()["semantic"]
+    assert s["evictions"] + s["expirations"] >= 250
+
+
+def test_model_missing_names_the_install_command(tmp_path: Any) -> None:
+    with pytest.raises(routerx.ConfigError) as ei:
+        routerx.Router({"semantic": {"enabled": True, "model_dir": str(tmp_path / "nope")}}, db=None)
+    assert "nope" in str(ei.value)
+
+
+def test_64_threads_get_their_own_answers_through_the_batcher() -> None:
+    r = make(max_batch=16, max_wait_us=2000)
+    n = 64
+    for t in range(n):
+        remember(r, f"What time does store number {t} open?", f"store {t} opens at {t % 12 + 1}", tenant=f"t{t}")
+    results: Dict[int, List[Any]] = {}
+    barrier = threading.Barrier(n)
+    errors: List[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            out = []
+            for _ in range(5):
+                d = r.route(f"At what time does store number {t} open?", tenant=f"t{t}")
+                out.append((d.cache, d.cached_response, d.tenant))
+            results[t] = out
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors[:3]
+    for t in range(n):
+        for cache, resp, tenant in results[t]:
+            assert tenant == f"t{t}"
+            if cache == "semantic":
+                assert resp == f"store {t} opens at {t % 12 + 1}", (t, resp)
+    hits = sum(c == "semantic" for v in results.values() for c, _, _ in v)
+    assert hits >= n * 5 * 0.9, hits
+    b = r.stats()["semantic"]
+    assert b["largest_batch"] > 1 and b["largest_batch"] <= 16 and b["failures"] == 0
+
+
+def test_snapshot_round_trip_rebuilds_the_index(tmp_path: Any) -> None:
+    from routerx.router import SEMANTIC_SNAPSHOT_FILE
+
+    cfg = {"semantic": {"enabled": True}, "cache": {"snapshot_dir": str(tmp_path)}}
+    r = routerx.Router(cfg, db=None)
+    questions = [f"What is the boiling point of {x} at sea level?" for x in ("water", "ethanol", "acetone", "mercury", "benzene")]
+    for q in questions:
+        remember(r, q, f"answer for {q}", tenant="snap")
+    r.close()
+    assert (tmp_path / SEMANTIC_SNAPSHOT_FILE).is_file()
+    r2 = routerx.Router(cfg, db=None)
+    assert r2.stats()["semantic"]["entries"] == 5 and r2.stats()["semantic"]["index"]["vectors"] == 5
+    d = r2.route("At sea level, what is the boiling point of ethanol?", tenant="snap")
+    assert d.cache == "semantic" and d.cached_response == f"answer for {questions[1]}"
+    # A corrupt semantic snapshot: a named error, nothing half-restored.
+    f = tmp_path / SEMANTIC_SNAPSHOT_FILE
+    f.write_bytes(f.read_bytes()[:-10])
+    r3 = routerx.Router({"semantic": {"enabled": True}}, db=None)
+    with pytest.raises(routerx.SnapshotError) as ei:
+        r3.restore(tmp_path)
+    assert SEMANTIC_SNAPSHOT_FILE in str(ei.value)
+    assert r3.stats()["semantic"]["entries"] == 0

@@ -246,3 +246,25 @@ def test_qqp_quality(emb: SentenceEmbedder) -> None:
     # on balanced pairs.
     assert 0.85 <= f["balanced_precision_at_0.95"] <= 0.99, f
     assert 0.10 <= f["recall_at_0.95"] <= 0.35, f
+
+
+def test_static_embedder_distils_saves_and_loads(emb: SentenceEmbedder, tmp_path: Path) -> None:
+    """The fast path: distilled once from the sentence model, saved atomically, reloaded; a corrupt
+    file is distilled again rather than trusted."""
+    from routerx.embed import load_static
+
+    path = tmp_path / "static.rxsnap"
+    st = load_static(emb, path)
+    assert path.is_file() and st.model_id == f"static-{emb.model_id}" and st.dim == emb.dim
+    texts = ["How do I reset my password?", "how can i reset my password", "What is the capital of Peru?", "", "日本語のテキスト"]
+    v = st.embed(texts)
+    assert v.shape == (5, 384) and np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]), "paraphrases are closer than unrelated questions"
+    again = load_static(emb, path)  # from the file this time
+    np.testing.assert_allclose(again.embed(texts), v, atol=1e-6)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    fixed = load_static(emb, path)  # corrupt: distilled anew and rewritten
+    np.testing.assert_allclose(fixed.embed(texts), v, atol=1e-6)

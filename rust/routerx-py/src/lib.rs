@@ -21,7 +21,7 @@ use routerx_core::batcher::{Batcher, BatcherConfig};
 use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
 use routerx_core::semantic;
 use routerx_core::stats::to_nano;
-use routerx_core::embed::{Embedder as _, MiniLm};
+use routerx_core::embed::{Embedder, MiniLm, StaticTable};
 use routerx_core::Error;
 
 mod exc {
@@ -867,7 +867,7 @@ type Looked = Result<(Vec<f32>, Vec<(u64, f32)>), String>;
 /// returns `(ids, sims)`: int64 and float32 bytes of len(scopes) × k, best first, id -1 for none.
 #[pyclass(frozen, name = "Semantic", module = "routerx._core")]
 struct PySemantic {
-    embedder: Arc<MiniLm>,
+    embedder: Arc<dyn Embedder>,
     batcher: Batcher<(u64, String), Looked>,
     min_similarity: f32,
     failures: std::sync::atomic::AtomicU64,
@@ -884,7 +884,7 @@ impl PySemantic {
         if !(1..=256).contains(&top_k) {
             return Err(to_py_err(routerx_core::Error::invalid_constraint("top_k", format!("must be in 1..=256, got {top_k}"))));
         }
-        let model = embedder.get().0.clone();
+        let model = embedder.get().inner.clone();
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
         let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
@@ -915,7 +915,7 @@ impl PySemantic {
 }
 
 /// One micro-batch: embed every query in one pass (no GIL), then one `search` call (GIL once).
-fn search_batch(model: &MiniLm, search: &Py<PyAny>, k: usize, items: Vec<(u64, String)>) -> Vec<Looked> {
+fn search_batch(model: &Arc<dyn Embedder>, search: &Py<PyAny>, k: usize, items: Vec<(u64, String)>) -> Vec<Looked> {
     let n = items.len();
     let texts: Vec<&str> = items.iter().map(|(_, q)| q.as_str()).collect();
     let emb = match model.embed(&texts) {
@@ -948,30 +948,55 @@ fn search_batch(model: &MiniLm, search: &Py<PyAny>, k: usize, items: Vec<(u64, S
 
 /// A sentence embedder (all-MiniLM-L6-v2) loaded from a local model directory.
 #[pyclass(frozen, name = "Embedder", module = "routerx._core")]
-struct PyEmbedder(Arc<MiniLm>);
+struct PyEmbedder {
+    inner: Arc<dyn Embedder>,
+    /// The sentence model itself (None for a static table), to distill from.
+    base: Option<Arc<MiniLm>>,
+    table: Option<Arc<StaticTable>>,
+}
 
 #[pymethods]
 impl PyEmbedder {
     /// Loads config.json, tokenizer.json and model.safetensors from `dir`.
     #[staticmethod]
     fn load(py: Python<'_>, dir: std::path::PathBuf) -> PyResult<Self> {
-        let m = without_gil(py, || MiniLm::load(&dir)).map_err(to_py_err)?;
-        Ok(Self(Arc::new(m)))
+        let m = Arc::new(without_gil(py, || MiniLm::load(&dir)).map_err(to_py_err)?);
+        Ok(Self { inner: m.clone(), base: Some(m), table: None })
+    }
+
+    /// The static embedder distilled from this sentence model (every vocabulary token through it once).
+    fn distill_static(&self, py: Python<'_>) -> PyResult<Self> {
+        let base = self.base.clone().ok_or_else(|| invalid("embedder", "only a sentence model can be distilled"))?;
+        let t = Arc::new(without_gil(py, || StaticTable::distill(&base)).map_err(to_py_err)?);
+        Ok(Self { inner: t.clone(), base: None, table: Some(t) })
+    }
+
+    /// Saves a static table (atomic, versioned, checksummed); returns the bytes written.
+    fn save_static(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        let t = self.table.clone().ok_or_else(|| invalid("embedder", "not a static embedder"))?;
+        without_gil(py, || t.save(&path)).map_err(to_py_err)
+    }
+
+    /// Loads a static table distilled from this sentence model.
+    fn load_static(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let base = self.base.clone().ok_or_else(|| invalid("embedder", "load a static table through its sentence model"))?;
+        let t = Arc::new(without_gil(py, || StaticTable::load(&path, &base)).map_err(to_py_err)?);
+        Ok(Self { inner: t.clone(), base: None, table: Some(t) })
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.0.dim()
+        self.inner.dim()
     }
 
     #[getter]
     fn max_tokens(&self) -> usize {
-        self.0.max_tokens()
+        self.inner.max_tokens()
     }
 
     #[getter]
     fn model_id(&self) -> &str {
-        self.0.model_id()
+        self.inner.model_id()
     }
 
     /// `(vectors, truncated)`: float32 row-major bytes (len(texts) × dim, native byte order) and
@@ -984,7 +1009,7 @@ impl PyEmbedder {
         for (i, t) in texts.try_iter().map_err(|_| invalid("texts", "must be a list of strings"))?.enumerate() {
             owned.push(owned_str(&t?, &format!("texts[{i}]"))?);
         }
-        let m = &self.0;
+        let m = &self.inner;
         let e = without_gil(py, || m.embed(&owned.iter().map(String::as_str).collect::<Vec<_>>())).map_err(to_py_err)?;
         let bytes = PyBytes::new_with(py, e.vectors.len() * 4, |buf| {
             for (b, v) in buf.chunks_exact_mut(4).zip(&e.vectors) {
@@ -996,7 +1021,7 @@ impl PyEmbedder {
     }
 
     fn __repr__(&self) -> String {
-        format!("Embedder(model_id={:?}, dim={}, max_tokens={})", self.0.model_id(), self.0.dim(), self.0.max_tokens())
+        format!("Embedder(model_id={:?}, dim={}, max_tokens={})", self.inner.model_id(), self.inner.dim(), self.inner.max_tokens())
     }
 }
 

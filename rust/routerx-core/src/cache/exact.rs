@@ -25,8 +25,6 @@ use crate::{snapshot, Result};
 
 /// Bytes charged per entry on top of its strings: the map slot, the `Arc` and the metadata.
 const ENTRY_OVERHEAD: usize = 192;
-/// Random candidates examined per eviction.
-const EVICTION_SAMPLE: usize = 8;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CacheConfig {
@@ -351,21 +349,10 @@ impl ExactCache {
         if n == 0 || (n == 1 && shard.keys[0] == keep) {
             return false;
         }
-        let mut victim: Option<(Key, f64, bool)> = None;
-        let start = fastrand::usize(..n);
-        for i in 0..EVICTION_SAMPLE.min(n) {
-            // A random start and a coprime stride sample without repeats.
-            let k = shard.keys[(start + i * 7919) % n];
-            if k == keep {
-                continue;
-            }
+        let victim = super::sample_victim(&shard.keys, keep, |k| {
             let e = &shard.map[&k].0;
-            let expired = e.expires <= now;
-            let p = if expired { f64::NEG_INFINITY } else { e.priority() };
-            if victim.is_none_or(|(_, vp, _)| p < vp) {
-                victim = Some((k, p, expired));
-            }
-        }
+            (e.priority(), e.expires <= now)
+        });
         let Some((k, p, expired)) = victim else { return false };
         let e = shard.remove(k).expect("sampled key is present");
         if p.is_finite() {

@@ -134,9 +134,15 @@ impl MiniLm {
     /// Embeds the texts `chunk` (indices into `enc`) in one forward pass and writes their unit
     /// vectors into rows of `out`.
     fn embed_chunk(&self, enc: &[Encoding], chunk: &[usize], out: &mut [f32]) -> candle_core::Result<()> {
-        let lengths: Vec<usize> = chunk.iter().map(|&i| enc[i].len()).collect();
-        let ids: Vec<u32> = chunk.iter().flat_map(|&i| enc[i].get_ids().iter().copied()).collect();
-        let type_ids: Vec<u32> = chunk.iter().flat_map(|&i| enc[i].get_type_ids().iter().copied()).collect();
+        let rows: Vec<(usize, &[u32], &[u32])> = chunk.iter().map(|&i| (i, enc[i].get_ids(), enc[i].get_type_ids())).collect();
+        self.embed_rows(&rows, out)
+    }
+
+    /// One forward pass over `rows` (output row, token ids, type ids), writing unit vectors.
+    fn embed_rows(&self, rows: &[(usize, &[u32], &[u32])], out: &mut [f32]) -> candle_core::Result<()> {
+        let lengths: Vec<usize> = rows.iter().map(|r| r.1.len()).collect();
+        let ids: Vec<u32> = rows.iter().flat_map(|r| r.1.iter().copied()).collect();
+        let type_ids: Vec<u32> = rows.iter().flat_map(|r| r.2.iter().copied()).collect();
         let total = ids.len();
         let ids = Tensor::from_vec(ids, total, &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, total, &self.device)?;
@@ -146,7 +152,7 @@ impl MiniLm {
 
         let d = self.dim;
         let mut row_start = 0;
-        for (&i, &n) in chunk.iter().zip(&lengths) {
+        for (&(i, _, _), &n) in rows.iter().zip(&lengths) {
             let row = &mut out[i * d..(i + 1) * d];
             row.fill(0.0);
             for h in hidden[row_start * d..(row_start + n) * d].chunks_exact(d) {
@@ -161,6 +167,33 @@ impl MiniLm {
             row.iter_mut().for_each(|x| *x /= norm);
         }
         Ok(())
+    }
+}
+
+impl MiniLm {
+    /// The sentence vector of every vocabulary token alone (`[CLS] token [SEP]`), row-major
+    /// (vocabulary size × dim): the table a static embedder averages (see `StaticTable`).
+    pub fn token_table(&self) -> Result<Vec<f32>> {
+        let vocab = self.tokenizer.get_vocab_size(true);
+        let (cls, sep) = (self.special("[CLS]")?, self.special("[SEP]")?);
+        let seqs: Vec<[u32; 3]> = (0..vocab as u32).map(|t| [cls, t, sep]).collect();
+        let zeros = [0u32; 3];
+        let mut out = vec![0f32; vocab * self.dim];
+        for (c, chunk) in seqs.chunks(MAX_CHUNK_TOKENS / 3).enumerate() {
+            let base = c * (MAX_CHUNK_TOKENS / 3);
+            let rows: Vec<(usize, &[u32], &[u32])> = chunk.iter().enumerate().map(|(j, s)| (base + j, &s[..], &zeros[..])).collect();
+            self.embed_rows(&rows, &mut out).map_err(|e| Error::model(WEIGHTS_FILE, format!("forward pass failed: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    fn special(&self, token: &str) -> Result<u32> {
+        self.tokenizer.token_to_id(token).ok_or_else(|| Error::model(TOKENIZER_FILE, format!("no {token} token")))
+    }
+
+    /// The model's tokenizer (shared by the static embedder distilled from it).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 }
 

@@ -9,9 +9,11 @@
 
 mod bert;
 mod minilm;
+mod static_table;
 
 pub use bert::gelu_erf;
 pub use minilm::MiniLm;
+pub use static_table::StaticTable;
 
 use crate::Result;
 

@@ -48,7 +48,6 @@ struct SavedSemantic {
 
 /// Bytes charged per entry on top of its strings and vector.
 const ENTRY_OVERHEAD: usize = 256;
-const EVICTION_SAMPLE: usize = 8;
 const SHARDS: usize = 32;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -256,21 +255,12 @@ impl SemanticStore {
         if n == 0 || (n == 1 && shard.keys[0] == keep) {
             return false;
         }
-        let start = fastrand::usize(..n);
-        let mut victim: Option<(u64, f64, bool)> = None;
-        for i in 0..EVICTION_SAMPLE.min(n) {
-            let id = shard.keys[(start + i * 7919) % n];
-            if id == keep {
-                continue;
-            }
+        let clock = shard.clock;
+        let victim = crate::cache::sample_victim(&shard.keys, keep, |id| {
             let e = &shard.map[&id];
-            let expired = e.entry.expires <= now;
             let hits = e.entry.hits.load(Relaxed) as f64;
-            let p = if expired { f64::NEG_INFINITY } else { shard.clock + (1.0 + hits) * e.entry.cost_usd / e.size() as f64 };
-            if victim.is_none_or(|(_, vp, _)| p < vp) {
-                victim = Some((id, p, expired));
-            }
-        }
+            (clock + (1.0 + hits) * e.entry.cost_usd / e.size() as f64, e.entry.expires <= now)
+        });
         let Some((id, p, expired)) = victim else { return false };
         let e = shard.remove(id).expect("sampled id is present");
         if p.is_finite() {

@@ -152,7 +152,7 @@ class SemanticSettings:
 
     enabled: bool = False
     #: Cosine in (0, 1] a cached request must reach to answer; per request: ``min_similarity=``.
-    min_similarity: float = 0.9
+    min_similarity: float = 0.95
     top_k: int = 4
     max_batch: int = 32
     max_wait_us: int = 200

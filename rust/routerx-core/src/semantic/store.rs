@@ -501,6 +501,40 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_round_trip_with_100k_entries() {
+        let dir = std::env::temp_dir().join(format!("routerx-sem-snap-{}", std::process::id()));
+        let path = dir.join("semantic.rxsnap");
+        let catalog = vec!["m".to_string()];
+        let s = SemanticStore::new(SemanticConfig { max_entries: 200_000, max_bytes: usize::MAX });
+        for i in 0..100_000u64 {
+            let expires = if i % 50 == 0 { 10.0 } else { 1e9 };
+            s.insert(i % 97, format!("question {i}"), vec![i as f32, 1.0, -1.0, 0.5], entry(&format!("answer {i}"), 0.001, expires), 0.0).unwrap();
+        }
+        let (n, _) = s.snapshot(&path, &catalog, "emb", 0.0).unwrap();
+        assert_eq!(n, 100_000);
+        let r = SemanticStore::new(SemanticConfig { max_entries: 200_000, max_bytes: usize::MAX });
+        let got = r.restore(&path, &catalog, "emb", 20.0).unwrap();
+        assert_eq!((got.restored, got.expired, got.dropped), (98_000, 2_000, 0));
+        let live = r.live(20.0);
+        assert_eq!(live.len(), 98_000);
+        for e in live.iter().step_by(997) {
+            let i: u64 = e.query.trim_start_matches("question ").parse().unwrap();
+            assert_eq!((e.scope, e.vector[0], e.entry.response.as_str()), (i % 97, i as f32, format!("answer {i}").as_str()));
+        }
+        // Another embedder's or catalog's vectors are never restored.
+        let other = SemanticStore::new(SemanticConfig::default());
+        assert_eq!(other.restore(&path, &catalog, "emb2", 20.0).unwrap().dropped, 100_000);
+        assert_eq!(other.restore(&path, &["x".to_string()], "emb", 20.0).unwrap().restored, 0);
+        // A truncated file: an error naming it, nothing restored.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let err = other.restore(&path, &catalog, "emb", 20.0).unwrap_err();
+        assert!(err.to_string().contains("semantic.rxsnap"), "{err}");
+        assert_eq!(other.stats().entries, 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn concurrent_inserts_and_lookups_never_cross_scopes() {
         let s = Arc::new(SemanticStore::new(SemanticConfig { max_entries: 2_000, max_bytes: usize::MAX }));
         let threads: Vec<_> = (0..16u64)

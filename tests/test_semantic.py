@@ -111,6 +111,22 @@ def test_controls_and_thresholds(router: routerx.Router) -> None:
             routerx.Router({"semantic": {"enabled": True, **bad_cfg}}, db=None)
 
 
+def test_per_category_thresholds() -> None:
+    r = make(category_min_similarity={"chat": 1.0})
+    remember(r, "How do I reset my password?", "Settings.", tenant="cat")
+    cat = r.route("How do I reset my password?", tenant="cat").category
+    assert cat == "chat"
+    assert r.route("How can I reset my password?", tenant="cat").cache == "miss", "chat answers need cosine 1.0"
+    assert r.route("How can I reset my password?", tenant="cat", min_similarity=0.9).cache == "semantic", "an explicit threshold applies to all"
+    loose = make(min_similarity=0.999, category_min_similarity={"chat": 0.9})
+    remember(loose, "How do I reset my password?", "Settings.", tenant="cat")
+    assert loose.route("How can I reset my password?", tenant="cat").cache == "semantic"
+    for bad in ({"nonsense": 0.9}, {"chat": 0}, {"chat": 1.5}, {"chat": "high"}):
+        with pytest.raises(routerx.ConfigError) as ei:
+            make(category_min_similarity=bad)
+        assert "category_min_similarity" in str(ei.value)
+
+
 def test_invalidate_drops_semantic_entries_from_core_and_index() -> None:
     r = make()
     remember(r, "How long does shipping to Canada take?", "5-7 days.", tenant="i1")

@@ -168,6 +168,7 @@ class Semantic:
         top_k: int = 4,
         max_batch: int = 32,
         max_wait_us: int = 200,
+        category_min_similarity: Optional[Dict[str, float]] = None,
     ) -> Semantic: ...
     @property
     def min_similarity(self) -> float: ...

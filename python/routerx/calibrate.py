@@ -185,6 +185,9 @@ def calibrate(
         chosen = report["cosine_and_guard"]
         lines = ["[semantic]", f"# calibrated on {len(pairs)} pairs for precision >= {target_precision}"]
         lines.append(f"min_similarity = {chosen['threshold']:.4f}" if chosen else "# no threshold reaches the target precision")
+        cats = {c: v["threshold"] for c, v in per.items() if v.get("threshold") is not None}
+        if cats:
+            lines.append("category_min_similarity = { " + ", ".join(f'"{c}" = {t:.4f}' for c, t in sorted(cats.items())) + " }")
         (out / "semantic.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (out / "calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         report["files"] = [str(out / "pr_curve.png"), str(out / "semantic.toml"), str(out / "calibration.json")]

@@ -16,7 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
-from .policy.catalog import load_toml
+from .policy.catalog import CATEGORIES, load_toml
 from .policy.policy import PolicySettings
 
 ConfigInput = Union[None, str, Path, Mapping[str, Any]]
@@ -46,6 +46,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
     "semantic": {
         "enabled": bool,
         "min_similarity": (int, float),
+        "category_min_similarity": dict,
         "top_k": int,
         "max_batch": int,
         "max_wait_us": int,
@@ -153,6 +154,8 @@ class SemanticSettings:
     enabled: bool = False
     #: Cosine in (0, 1] a cached request must reach to answer; per request: ``min_similarity=``.
     min_similarity: float = 0.95
+    #: Thresholds by task category of the cached answer (``routerx calibrate`` reports them).
+    category_min_similarity: Mapping[str, float] = field(default_factory=dict)
     top_k: int = 4
     max_batch: int = 32
     max_wait_us: int = 200
@@ -271,12 +274,19 @@ def load_config(config: ConfigInput = None) -> Config:
     ms = sm["min_similarity"]
     if not (isinstance(ms, (int, float)) and 0 < ms <= 1):
         raise fail("semantic", "min_similarity", f"must be a cosine in (0, 1], got {ms!r}")
+    cms = sm.get("category_min_similarity", {})
+    for cat, v in cms.items():
+        if cat not in CATEGORIES:
+            raise fail("semantic", "category_min_similarity", f"{cat!r} is not a task category (one of {list(CATEGORIES)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            raise fail("semantic", "category_min_similarity", f"{cat}: must be a cosine in (0, 1], got {v!r}")
     for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
         enabled=sm["enabled"],
         min_similarity=float(ms),
+        category_min_similarity={k: float(v) for k, v in cms.items()},
         top_k=sm["top_k"],
         max_batch=sm["max_batch"],
         max_wait_us=sm["max_wait_us"],

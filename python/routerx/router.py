@@ -174,7 +174,7 @@ class Router:
         emb = load_minilm(sc.model_dir)
         self.embedder = emb
         self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, live=self._core.semantic_live)
-        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us)
+        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity))
 
     def _sync_index(self, added: Optional[Tuple[int, int, bytes]]) -> None:
         """Applies the core's semantic inserts and removals to the faiss index."""

@@ -395,10 +395,10 @@ impl Core {
     }
 
     /// A semantic hit for `req`: the best of `candidates` ((id, cosine) from the index, best first)
-    /// that is in `scope`, at least `min_similarity`, compatible by the near-miss guard and good
+    /// that is in `scope`, at least its category's threshold, compatible by the near-miss guard and good
     /// enough for the request's `min_quality`. `Ok(None)`: not served (nothing counted; the
     /// caller routes the request). Never called for `no_cache` requests.
-    pub fn route_semantic(&self, req: &Request, c: &Constraints, scope: u64, candidates: &[(u64, f32)], min_similarity: f32) -> Result<Option<RouteOutcome>> {
+    pub fn route_semantic(&self, req: &Request, c: &Constraints, scope: u64, candidates: &[(u64, f32)], thresholds: &[f32; crate::classifier::N_CATEGORIES]) -> Result<Option<RouteOutcome>> {
         let t0 = Instant::now();
         if c.cache.no_cache || candidates.is_empty() {
             return Ok(None);
@@ -406,7 +406,7 @@ impl Core {
         let sig = Signature::of(crate::semantic::query_of(req));
         let now = unix_now();
         let policy = self.policy.load_full();
-        let acc = match self.semantic.resolve(scope, &sig, candidates, min_similarity, now) {
+        let acc = match self.semantic.resolve(scope, &sig, candidates, thresholds, now) {
             Ok(a) if self.hit_meets_quality(&policy, &a.entry.entry, c) => a,
             _ => return Ok(None),
         };

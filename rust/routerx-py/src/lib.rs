@@ -529,11 +529,12 @@ impl PyCore {
         };
         let scope = semantic::scope_of(&req, c.allowed_models.as_deref().unwrap_or(&[]), sem.embedder.model_id());
         let query = semantic::query_of(&req).to_owned();
-        let min_sim = min_similarity.unwrap_or(sem.min_similarity);
+        // An explicit per-request threshold applies to every category; else the configured ones.
+        let thresholds = min_similarity.map(|m| [m; N_CATEGORIES]).unwrap_or(sem.thresholds);
         let out = without_gil(py, || -> Result<RouteOutcome, routerx_core::Error> {
             match sem.batcher.submit((scope, query.clone())) {
                 Ok(Ok((vector, candidates))) => {
-                    if let Some(hit) = core.route_semantic(&req, c, scope, &candidates, min_sim)? {
+                    if let Some(hit) = core.route_semantic(&req, c, scope, &candidates, &thresholds)? {
                         return Ok(hit);
                     }
                     let out = core.route(&req, c)?;
@@ -870,16 +871,37 @@ struct PySemantic {
     embedder: Arc<dyn Embedder>,
     batcher: Batcher<(u64, String), Looked>,
     min_similarity: f32,
+    /// By task category of the cached answer: its own threshold, else `min_similarity`.
+    thresholds: [f32; N_CATEGORIES],
     failures: std::sync::atomic::AtomicU64,
 }
 
 #[pymethods]
 impl PySemantic {
     #[new]
-    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200))]
-    fn new(embedder: &Bound<'_, PyEmbedder>, search: Py<PyAny>, min_similarity: f32, top_k: usize, max_batch: usize, max_wait_us: u64) -> PyResult<Self> {
-        if !(min_similarity > 0.0 && min_similarity <= 1.0) {
-            return Err(to_py_err(routerx_core::Error::invalid_constraint("min_similarity", format!("must be a cosine in (0, 1], got {min_similarity}"))));
+    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200, category_min_similarity=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        embedder: &Bound<'_, PyEmbedder>,
+        search: Py<PyAny>,
+        min_similarity: f32,
+        top_k: usize,
+        max_batch: usize,
+        max_wait_us: u64,
+        category_min_similarity: Option<std::collections::HashMap<String, f32>>,
+    ) -> PyResult<Self> {
+        let cosine = |field: String, v: f32| -> PyResult<f32> {
+            if v > 0.0 && v <= 1.0 {
+                Ok(v)
+            } else {
+                Err(to_py_err(routerx_core::Error::invalid_constraint(field, format!("must be a cosine in (0, 1], got {v}"))))
+            }
+        };
+        cosine("min_similarity".into(), min_similarity)?;
+        let mut thresholds = [min_similarity; N_CATEGORIES];
+        for (name, v) in category_min_similarity.unwrap_or_default() {
+            let cat = Category::ALL.iter().find(|c| c.name() == name).ok_or_else(|| invalid(format!("category_min_similarity.{name}"), "is not a task category"))?;
+            thresholds[cat.index()] = cosine(format!("category_min_similarity.{name}"), v)?;
         }
         if !(1..=256).contains(&top_k) {
             return Err(to_py_err(routerx_core::Error::invalid_constraint("top_k", format!("must be in 1..=256, got {top_k}"))));
@@ -888,7 +910,7 @@ impl PySemantic {
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
         let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
-        Ok(PySemantic { embedder: model, batcher, min_similarity, failures: Default::default() })
+        Ok(PySemantic { embedder: model, batcher, min_similarity, thresholds, failures: Default::default() })
     }
 
     #[getter]

@@ -22,6 +22,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::guard::{self, Mismatch, Signature};
 use crate::cache::exact::{interner, Restored, SavedEntry};
 use crate::cache::Entry;
+use crate::classifier::N_CATEGORIES;
 use crate::request::Request;
 use crate::{snapshot, Result};
 
@@ -286,13 +287,15 @@ impl SemanticStore {
         self.shard(id).read().map.get(&id).cloned()
     }
 
-    /// The best candidate that may be served: in `scope`, live, `similarity ≥ min_similarity`,
-    /// and compatible with `query` by the guard. `candidates` are (id, cosine) from the index,
-    /// best first. Err says why the best one (by similarity) was refused.
-    pub fn resolve(&self, scope: u64, query: &Signature, candidates: &[(u64, f32)], min_similarity: f32, now: f64) -> Result<Accepted, Rejection> {
+    /// The best candidate that may be served: in `scope`, live, at least as similar as the
+    /// threshold of the cached answer's task category (`thresholds`, by category index), and
+    /// compatible with `query` by the guard. `candidates` are (id, cosine) from the index, best
+    /// first. Err says why the best one (by similarity) was refused.
+    pub fn resolve(&self, scope: u64, query: &Signature, candidates: &[(u64, f32)], thresholds: &[f32; N_CATEGORIES], now: f64) -> Result<Accepted, Rejection> {
+        let floor = thresholds.iter().copied().fold(f32::INFINITY, f32::min);
         let mut first_refusal: Option<Rejection> = None;
         for &(id, sim) in candidates {
-            if !(sim >= min_similarity) {
+            if !(sim >= floor) {
                 break; // best first: the rest are lower still
             }
             let Some(e) = self.get(id) else {
@@ -303,6 +306,9 @@ impl SemanticStore {
             if e.scope != scope {
                 first_refusal.get_or_insert(Rejection::OtherScope);
                 continue;
+            }
+            if !(sim >= thresholds[e.entry.category.index()]) {
+                continue; // below its category's threshold: counted as below threshold if none is served
             }
             if e.entry.expires <= now {
                 self.remove(id);
@@ -462,20 +468,27 @@ mod tests {
         let id = s.insert(7, "turn on the kitchen lights".into(), vec![1.0, 0.0], entry("done", 0.01, 100.0), 0.0).unwrap();
         let q_same = Signature::of("please turn on the kitchen lights");
         let q_off = Signature::of("turn off the kitchen lights");
-        assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], 0.9, 1.0).unwrap().entry.id, id);
-        assert!(matches!(s.resolve(7, &q_same, &[(id, 0.85)], 0.9, 1.0), Err(Rejection::BelowThreshold)));
-        assert!(matches!(s.resolve(8, &q_same, &[(id, 0.97)], 0.9, 1.0), Err(Rejection::OtherScope)));
-        assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], 0.9, 1.0), Err(Rejection::Guard(_))));
-        assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], 0.9, 1.0), Err(Rejection::Stale)));
+        assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id);
+        assert!(matches!(s.resolve(7, &q_same, &[(id, 0.85)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::BelowThreshold)));
+        assert!(matches!(s.resolve(8, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::OtherScope)));
+        assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Guard(_))));
+        assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Stale)));
         // A later candidate is served when the best one is refused.
         let id2 = s.insert(7, "switch on the kitchen lights".into(), vec![0.0, 1.0], entry("ok", 0.01, 100.0), 0.0).unwrap();
-        assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], 0.9, 1.0).unwrap().entry.id, id2);
+        assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id2);
         // Expired: refused and removed, and the index is told.
-        assert!(s.resolve(7, &q_same, &[(id, 0.99)], 0.9, 200.0).is_err());
+        assert!(s.resolve(7, &q_same, &[(id, 0.99)], &[0.9; N_CATEGORIES], 200.0).is_err());
         assert!(s.get(id).is_none());
         assert!(s.drain_removed().contains(&id));
+        // Per-category thresholds: the cached answer's category (chat here) decides.
+        let mut strict = [0.5; N_CATEGORIES];
+        strict[Category::Chat.index()] = 0.99;
+        assert!(matches!(s.resolve(7, &q_same, &[(id2, 0.97)], &strict, 1.0), Err(Rejection::BelowThreshold)));
+        let mut loose = [0.99; N_CATEGORIES];
+        loose[Category::Chat.index()] = 0.9;
+        assert!(s.resolve(7, &q_same, &[(id2, 0.95)], &loose, 1.0).is_ok());
         let st = s.stats();
-        assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (2, 1, 1));
+        assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (3, 1, 2));
     }
 
     #[test]
@@ -551,7 +564,7 @@ mod tests {
                         } else if let Some(&id) = mine.last() {
                             // Another thread's id in our scope is never served.
                             let other = id.wrapping_add(1);
-                            if let Ok(a) = s.resolve(t, &q, &[(other, 0.99), (id, 0.98)], 0.9, 0.0) {
+                            if let Ok(a) = s.resolve(t, &q, &[(other, 0.99), (id, 0.98)], &[0.9; N_CATEGORIES], 0.0) {
                                 assert_eq!(a.entry.scope, t);
                                 assert_eq!(a.entry.entry.response, format!("{t}"));
                             }

@@ -73,6 +73,9 @@ pub struct SemEntry {
     pub vector: Vec<f32>,
     /// Answer and metadata, shared with the exact cache's entry type.
     pub entry: Arc<Entry>,
+    /// Its shard's GDSF clock at the last insert or hit (f64 bits): what lets unused entries age
+    /// out. Kept here, not in `entry`, whose clock is the exact cache's.
+    clock: AtomicU64,
 }
 
 impl SemEntry {
@@ -218,13 +221,14 @@ impl SemanticStore {
         }
         let id = self.next_id.fetch_add(1, Relaxed);
         let signature = Signature::of(&query);
-        let e = Arc::new(SemEntry { id, scope, query, signature, vector, entry });
+        let e = Arc::new(SemEntry { id, scope, query, signature, vector, entry, clock: AtomicU64::new(0) });
         let size = e.size();
         if size > self.cfg.max_bytes {
             return None;
         }
         {
             let mut s = self.shard(id).write();
+            e.clock.store(s.clock.to_bits(), Relaxed);
             let p = s.keys.len();
             s.keys.push(id);
             s.pos.insert(id, p);
@@ -256,11 +260,10 @@ impl SemanticStore {
         if n == 0 || (n == 1 && shard.keys[0] == keep) {
             return false;
         }
-        let clock = shard.clock;
         let victim = crate::cache::sample_victim(&shard.keys, keep, |id| {
             let e = &shard.map[&id];
             let hits = e.entry.hits.load(Relaxed) as f64;
-            (clock + (1.0 + hits) * e.entry.cost_usd / e.size() as f64, e.entry.expires <= now)
+            (f64::from_bits(e.clock.load(Relaxed)) + (1.0 + hits) * e.entry.cost_usd / e.size() as f64, e.entry.expires <= now)
         });
         let Some((id, p, expired)) = victim else { return false };
         let e = shard.remove(id).expect("sampled id is present");
@@ -322,6 +325,7 @@ impl SemanticStore {
                 continue;
             }
             e.entry.hits.fetch_add(1, Relaxed);
+            e.clock.store(self.shard(id).read().clock.to_bits(), Relaxed);
             self.hits.fetch_add(1, Relaxed);
             return Ok(Accepted { entry: e, similarity: sim.min(1.0) });
         }
@@ -489,6 +493,24 @@ mod tests {
         assert!(s.resolve(7, &q_same, &[(id2, 0.95)], &loose, 1.0).is_ok());
         let st = s.stats();
         assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (3, 1, 2));
+    }
+
+    #[test]
+    fn eviction_ages_out_unused_entries_and_keeps_hit_ones() {
+        // Large enough that every shard holds many entries (eviction samples within one shard).
+        let s = SemanticStore::new(SemanticConfig { max_entries: 3_200, max_bytes: usize::MAX });
+        let q = Signature::of("what are the opening hours");
+        let kept = s.insert(1, "what are the opening hours".into(), vec![0.0; 4], entry("9-5", 0.001, 1e9), 0.0).unwrap();
+        // An answer worth 4x a one-off but never used again must age out under a long flood,
+        // while a cheap one that keeps being hit stays.
+        let stale = s.insert(2, "old expensive question".into(), vec![0.0; 4], entry("x", 0.004, 1e9), 0.0).unwrap();
+        for i in 0..40_000u64 {
+            s.insert(3, format!("one-off {i}"), vec![0.0; 4], entry("y", 0.001, 1e9), 0.0);
+            if i % 100 == 0 {
+                assert!(s.resolve(1, &q, &[(kept, 0.99)], &[0.9; N_CATEGORIES], 0.0).is_ok(), "hit entry evicted at {i}");
+            }
+        }
+        assert!(s.get(stale).is_none(), "an unused entry ages out");
     }
 
     #[test]

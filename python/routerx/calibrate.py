@@ -217,3 +217,186 @@ def _plot(path: Path, plain: Curve, guarded: Curve, report: Dict[str, Any], targ
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# -- the learned pair verifier ------------------------------------------------------------------
+
+
+def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Train and test pair indices such that no text appears on both sides: pairs sharing a text
+    (transitively) form one group, and whole groups go to one side."""
+    parent: Dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        ra, rb = find(p.a), find(p.b)
+        if ra != rb:
+            parent[ra] = rb
+    roots = sorted({find(p.a) for p in pairs})
+    rng = random.Random(seed)
+    test_roots = {r for r in roots if rng.random() < test_fraction}
+    train, test = [], []
+    for i, p in enumerate(pairs):
+        (test if find(p.a) in test_roots else train).append(i)
+    return train, test
+
+
+def pair_matrix(pairs: Sequence[Pair], va: Any, vb: Any) -> Any:
+    """The verifier's feature rows of ``pairs`` (unit vectors ``va``/``vb``), computed by the core
+    exactly as at lookup time."""
+    import numpy as np
+
+    from . import _core
+
+    va = np.ascontiguousarray(va, dtype=np.float32)
+    vb = np.ascontiguousarray(vb, dtype=np.float32)
+    dim = va.shape[1]
+    raw = _core.verifier_features([p.a for p in pairs], [p.b for p in pairs], va.tobytes(), vb.tobytes(), dim)
+    return np.frombuffer(raw, dtype=np.float32).reshape(len(pairs), -1)
+
+
+def fit_mlp(x: Any, y: Any, hidden: int = 64, epochs: int = 8, seed: int = 0, lr: float = 1e-3, l2: float = 1e-4, batch: int = 256) -> Dict[str, Any]:
+    """A one-hidden-layer ReLU network (``hidden`` = 0: logistic regression) trained with Adam on
+    the logistic loss; deterministic for a seed. Returns standardisation and layers."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mean = x.mean(axis=0)
+    scale = 1.0 / np.maximum(x.std(axis=0), 1e-6)
+    xs = ((x - mean) * scale).astype(np.float32)
+    n, d = xs.shape
+    shapes = [(hidden, d), (1, hidden)] if hidden else [(1, d)]
+    params: List[Any] = []
+    for o, i in shapes:
+        params += [(rng.standard_normal((o, i)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32)]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    step = 0
+    yf = y.astype(np.float32)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for s in range(0, n, batch):
+            b = order[s : s + batch]
+            xb, yb = xs[b], yf[b]
+            if hidden:
+                w1, b1, w2, b2 = params
+                h = np.maximum(xb @ w1.T + b1, 0)
+                z = (h @ w2.T + b2)[:, 0]
+            else:
+                w2, b2 = params
+                z = (xb @ w2.T + b2)[:, 0]
+            g = (1 / (1 + np.exp(-z)) - yb)[:, None] / len(b)
+            if hidden:
+                gw2 = g.T @ h + l2 * w2
+                gb2 = g.sum(0)
+                gh = (g @ w2) * (h > 0)
+                grads = [gh.T @ xb + l2 * w1, gh.sum(0), gw2, gb2]
+            else:
+                grads = [g.T @ xb + l2 * w2, g.sum(0)]
+            step += 1
+            for k, (p, gk) in enumerate(zip(params, grads)):
+                m[k] = 0.9 * m[k] + 0.1 * gk
+                v[k] = 0.999 * v[k] + 0.001 * gk * gk
+                p -= lr * (m[k] / (1 - 0.9**step)) / (np.sqrt(v[k] / (1 - 0.999**step)) + 1e-8)
+    layers = [(params[k], params[k + 1]) for k in range(0, len(params), 2)]
+    return {"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), "layers": layers}
+
+
+def mlp_scores(model: Dict[str, Any], x: Any) -> Any:
+    import numpy as np
+
+    h = (x - model["mean"]) * model["scale"]
+    for i, (w, b) in enumerate(model["layers"]):
+        h = h @ w.T + b
+        if i < len(model["layers"]) - 1:
+            h = np.maximum(h, 0)
+    return 1 / (1 + np.exp(-h[:, 0]))
+
+
+def as_verifier(model: Dict[str, Any], embedder_id: str, dim: int, threshold: float, report: Dict[str, Any]) -> Any:
+    import numpy as np
+
+    from . import _core
+
+    layers = [(w.shape[1], w.shape[0], np.ascontiguousarray(w, np.float32).tobytes(), np.ascontiguousarray(b, np.float32).tobytes()) for w, b in model["layers"]]
+    return _core.Verifier(embedder_id, dim, model["mean"].tobytes(), model["scale"].tobytes(), layers, float(threshold), json.dumps(report))
+
+
+def train_verifier(
+    pairs: Sequence[Pair],
+    va: Any,
+    vb: Any,
+    embedder_id: str,
+    target_precision: float = 0.95,
+    test_fraction: float = 0.2,
+    hidden: int = 64,
+    epochs: int = 8,
+    seed: int = 0,
+    guard: bool = True,
+) -> Tuple[Any, Dict[str, Any]]:
+    """Trains a pair verifier on ``pairs`` (unit vectors ``va``/``vb`` of their texts) and reports
+    it on held-out pairs that share no text with the training pairs.
+
+    The acceptance threshold is chosen on a validation part of the training pairs (also split by
+    text), so the held-out figures are those of the shipped threshold. With ``guard``, a pair the
+    near-miss guard rejects is never a hit (as in the cache). Returns (``_core.Verifier``, report).
+    """
+    import numpy as np
+
+    if not 0 < target_precision < 1:
+        raise ConfigError(f"target precision must be in (0, 1), got {target_precision}", field="target_precision")
+    pairs = list(pairs)
+    x = pair_matrix(pairs, va, vb)
+    y = np.array([p.label for p in pairs], dtype=np.int64)
+    train, test = group_split(pairs, test_fraction, seed)
+    fit_i, val_i = group_split([pairs[i] for i in train], 0.15, seed + 1)
+    fit_i = [train[i] for i in fit_i]
+    val_i = [train[i] for i in val_i]
+    if min(y[fit_i].sum(), len(fit_i) - y[fit_i].sum(), y[test].sum()) < 1:
+        raise ConfigError("the pairs need duplicates and non-duplicates on both sides of the split", field="pairs")
+    model = fit_mlp(x[fit_i], y[fit_i], hidden=hidden, epochs=epochs, seed=seed)
+    # Column 13 of the features (after the cosine) is "the guard rejects".
+    rejected = x[:, 1 + 12] > 0.5
+    scores = mlp_scores(model, x)
+    if guard:
+        scores = np.where(rejected, -np.inf, scores)
+
+    def report_of(idx: List[int]) -> Curve:
+        return curve(scores[idx].tolist(), y[idx].tolist(), steps=1000)
+
+    chosen = report_of(val_i).at_precision(target_precision)
+    threshold = chosen["threshold"] if chosen else 0.999
+    threshold = min(max(threshold, 1e-3), 0.999)
+    te = np.array(test)
+    acc = scores[te] >= threshold
+    tp = int((acc & (y[te] == 1)).sum())
+    fp = int((acc & (y[te] == 0)).sum())
+    test_curve = report_of(test)
+    cos = np.where(rejected, -np.inf, x[:, 0]) if guard else x[:, 0]
+    cos_curve = curve(cos[te].tolist(), y[te].tolist(), steps=1000)
+    report: Dict[str, Any] = {
+        "pairs": len(pairs),
+        "train_pairs": len(fit_i),
+        "validation_pairs": len(val_i),
+        "test_pairs": len(test),
+        "test_positives": int(y[te].sum()),
+        "hidden": hidden,
+        "epochs": epochs,
+        "seed": seed,
+        "guard": guard,
+        "target_precision": target_precision,
+        "threshold": threshold,
+        "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / max(int(y[te].sum()), 1), "false_hits": fp},
+        "test_best_at_target": test_curve.at_precision(target_precision),
+        "test_cosine_at_target": cos_curve.at_precision(target_precision),
+    }
+    report["_curves"] = {"verifier": test_curve, "cosine": cos_curve}
+    dim = int(np.asarray(va).shape[1])
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    return as_verifier(model, embedder_id, dim, threshold, public), report

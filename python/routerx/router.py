@@ -130,6 +130,7 @@ class Router:
         step: Optional[str] = None,
         min_similarity: Optional[float] = None,
         flight_caller: Optional[int] = None,
+        verifier_threshold: Optional[float] = None,
     ) -> Decision:
         """Decides who answers ``prompt`` (a string or a list of ``{"role", "content"}`` messages).
 
@@ -143,7 +144,8 @@ class Router:
         With the semantic cache enabled, ``min_similarity`` (a cosine in (0, 1]) overrides the
         configured threshold for this request; a semantic hit has ``cache == "semantic"`` and
         ``similarity`` set. ``flight_caller`` (single flight): who is asking, default the calling
-        thread; a caller never waits for its own call in flight.
+        thread; a caller never waits for its own call in flight. ``verifier_threshold`` (a score
+        in (0, 1)) overrides the learned verifier's acceptance score for this request.
         """
         if (
             latency_budget_ms is None
@@ -164,7 +166,7 @@ class Router:
             min_similarity = _similarity(min_similarity)
         # Single flight happens in the core: while another thread's call for this exact request
         # is in flight, this one waits (GIL released) for its answer.
-        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels, self._semantic, min_similarity, flight_caller)
+        return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels, self._semantic, min_similarity, flight_caller, verifier_threshold)
 
     def _start_semantic(self) -> None:
         from .embed import load_minilm
@@ -174,7 +176,8 @@ class Router:
         emb = load_minilm(sc.model_dir)
         self.embedder = emb
         self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, live=self._core.semantic_live)
-        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity))
+        verifier = _core.Verifier.load(str(sc.verifier)) if sc.verifier is not None else None
+        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold)
 
     def _sync_index(self, added: Optional[Tuple[int, int, bytes]]) -> None:
         """Applies the core's semantic inserts and removals to the faiss index."""

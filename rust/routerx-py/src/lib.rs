@@ -499,7 +499,7 @@ impl PyCore {
 
     /// Routes one request (`prompt`: a string or a list of chat messages): the exact cache, then
     /// (with `semantic`) the semantic cache, then the policy.
-    #[pyo3(signature = (prompt, tenant, constraints, extras=None, labels=None, semantic=None, min_similarity=None, caller=None))]
+    #[pyo3(signature = (prompt, tenant, constraints, extras=None, labels=None, semantic=None, min_similarity=None, caller=None, verifier_threshold=None))]
     #[allow(clippy::too_many_arguments)]
     fn route(
         &self,
@@ -512,6 +512,7 @@ impl PyCore {
         semantic: Option<&Bound<'_, PySemantic>>,
         min_similarity: Option<f32>,
         caller: Option<u64>,
+        verifier_threshold: Option<f32>,
     ) -> PyResult<PyDecision> {
         let mut req = request_of(prompt, tenant, extras, labels)?;
         req.caller = caller;
@@ -531,9 +532,19 @@ impl PyCore {
         let query = semantic::query_of(&req).to_owned();
         // An explicit per-request threshold applies to every category; else the configured ones.
         let thresholds = min_similarity.map(|m| [m; N_CATEGORIES]).unwrap_or(sem.thresholds);
+        if let Some(t) = verifier_threshold {
+            probability("verifier_threshold", t)?;
+        }
+        let verify = sem.verifier.as_ref().map(|(v, t)| (v.clone(), verifier_threshold.unwrap_or(*t)));
         let out = without_gil(py, || -> Result<RouteOutcome, routerx_core::Error> {
             match sem.batcher.submit((scope, query.clone())) {
-                Ok(Ok((vector, candidates))) => {
+                Ok(Ok((vector, mut candidates))) => {
+                    if let Some((v, t)) = &verify {
+                        let sig = semantic::guard::Signature::of(&query);
+                        let (kept, refused) = semantic::verifier::filter(core.semantic(), v, *t, &sig, &vector, &candidates);
+                        sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
+                        candidates = kept;
+                    }
                     if let Some(hit) = core.route_semantic(&req, c, scope, &candidates, &thresholds)? {
                         return Ok(hit);
                     }
@@ -874,12 +885,15 @@ struct PySemantic {
     /// By task category of the cached answer: its own threshold, else `min_similarity`.
     thresholds: [f32; N_CATEGORIES],
     failures: std::sync::atomic::AtomicU64,
+    /// The learned pair verifier every candidate must also pass, with its acceptance threshold.
+    verifier: Option<(Arc<semantic::Verifier>, f32)>,
+    verifier_refusals: std::sync::atomic::AtomicU64,
 }
 
 #[pymethods]
 impl PySemantic {
     #[new]
-    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200, category_min_similarity=None))]
+    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200, category_min_similarity=None, verifier=None, verifier_threshold=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         embedder: &Bound<'_, PyEmbedder>,
@@ -889,6 +903,8 @@ impl PySemantic {
         max_batch: usize,
         max_wait_us: u64,
         category_min_similarity: Option<std::collections::HashMap<String, f32>>,
+        verifier: Option<&Bound<'_, PyVerifier>>,
+        verifier_threshold: Option<f32>,
     ) -> PyResult<Self> {
         let cosine = |field: String, v: f32| -> PyResult<f32> {
             if v > 0.0 && v <= 1.0 {
@@ -910,7 +926,18 @@ impl PySemantic {
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
         let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
-        Ok(PySemantic { embedder: model, batcher, min_similarity, thresholds, failures: Default::default() })
+        let verifier = match verifier.map(|v| v.get().0.clone()) {
+            Some(v) => {
+                if v.embedder != model.model_id() || v.dim as usize != model.dim() {
+                    return Err(invalid("semantic.verifier", format!("was trained on vectors of {} (width {}), the embedder is {}", v.embedder, v.dim, model.model_id())));
+                }
+                let t = verifier_threshold.unwrap_or(v.threshold);
+                probability("semantic.verifier_threshold", t)?;
+                Some((v, t))
+            }
+            None => None,
+        };
+        Ok(PySemantic { embedder: model, batcher, min_similarity, thresholds, failures: Default::default(), verifier, verifier_refusals: Default::default() })
     }
 
     #[getter]
@@ -932,6 +959,8 @@ impl PySemantic {
         d.set_item("largest_batch", s.largest_batch)?;
         d.set_item("rejected_full", s.rejected_full)?;
         d.set_item("failures", self.failures.load(std::sync::atomic::Ordering::Relaxed))?;
+        d.set_item("verifier_refusals", self.verifier_refusals.load(std::sync::atomic::Ordering::Relaxed))?;
+        d.set_item("verifier_threshold", self.verifier.as_ref().map(|(_, t)| *t))?;
         Ok(d)
     }
 }
@@ -1116,6 +1145,99 @@ fn default_classifier_json() -> &'static str {
     routerx_core::classifier::DEFAULT_MODEL_JSON
 }
 
+fn probability(field: &str, v: f32) -> PyResult<()> {
+    if v > 0.0 && v < 1.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be a score in (0, 1), got {v}")))
+    }
+}
+
+fn f32_rows(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().expect("4 bytes"))).collect()
+}
+
+/// The verifier's features of pairs (a[i], b[i]) with unit vectors va, vb (float32 bytes, n × dim):
+/// float32 bytes, n × (1 + 14 + 2·dim), as the cache computes them at lookup.
+#[pyfunction]
+fn verifier_features<'py>(py: Python<'py>, a: Vec<String>, b: Vec<String>, va: &[u8], vb: &[u8], dim: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let n = a.len();
+    if b.len() != n || dim == 0 || va.len() != n * dim * 4 || vb.len() != n * dim * 4 {
+        return Err(invalid("verifier_features", format!("{n} / {} texts need {}-byte vector arrays", b.len(), n * dim * 4)));
+    }
+    let (u, v) = (f32_rows(va), f32_rows(vb));
+    let out = without_gil(py, || {
+        let mut out = Vec::with_capacity(n * semantic::verifier::n_features(dim));
+        let mut x = Vec::new();
+        for i in 0..n {
+            let (sa, sb) = (semantic::guard::Signature::of(&a[i]), semantic::guard::Signature::of(&b[i]));
+            semantic::verifier::features_into(&sa, &sb, &u[i * dim..(i + 1) * dim], &v[i * dim..(i + 1) * dim], &mut x);
+            out.extend_from_slice(&x);
+        }
+        out
+    });
+    Ok(f32_bytes(py, &out))
+}
+
+/// A learned semantic-cache pair verifier (see routerx.calibrate.train_verifier).
+#[pyclass(frozen, name = "Verifier", module = "routerx._core")]
+struct PyVerifier(Arc<semantic::Verifier>);
+
+#[pymethods]
+impl PyVerifier {
+    /// Builds one from trained parameters: `layers` is a list of (inputs, outputs, weights, bias)
+    /// with float32 bytes (weights row-major outputs × inputs).
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(embedder: String, dim: u32, mean: &[u8], scale: &[u8], layers: Vec<(u32, u32, Vec<u8>, Vec<u8>)>, threshold: f32, report: String) -> PyResult<Self> {
+        let layers = layers.into_iter().map(|(inp, out, w, b)| semantic::verifier::Dense { inp, out, weights: f32_rows(&w), bias: f32_rows(&b) }).collect();
+        let v = semantic::Verifier { embedder, dim, mean: f32_rows(mean), scale: f32_rows(scale), layers, threshold, report };
+        // The same checks as loading a file, before anything is written.
+        let probe = std::env::temp_dir().join(format!("routerx-verifier-check-{}.rxsnap", std::process::id()));
+        v.save(&probe).map_err(to_py_err)?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(PyVerifier(Arc::new(v)))
+    }
+
+    /// Reads a verifier file; a missing, truncated or corrupt file raises SnapshotError naming it.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        Ok(PyVerifier(Arc::new(without_gil(py, || semantic::Verifier::load(&path)).map_err(to_py_err)?)))
+    }
+
+    /// Writes it atomically; returns the bytes written.
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        without_gil(py, || self.0.save(&path)).map_err(to_py_err)
+    }
+
+    /// Scores of feature rows (float32 bytes, n × features).
+    fn score_features(&self, py: Python<'_>, x: &[u8]) -> PyResult<Vec<f32>> {
+        let n = semantic::verifier::n_features(self.0.dim as usize);
+        let x = f32_rows(x);
+        if x.len() % n != 0 {
+            return Err(invalid("features", format!("rows of {n} float32 expected")));
+        }
+        Ok(without_gil(py, || x.chunks_exact(n).map(|r| self.0.score_features(r)).collect()))
+    }
+
+    #[getter]
+    fn embedder(&self) -> &str {
+        &self.0.embedder
+    }
+    #[getter]
+    fn dim(&self) -> u32 {
+        self.0.dim
+    }
+    #[getter]
+    fn threshold(&self) -> f32 {
+        self.0.threshold
+    }
+    #[getter]
+    fn report(&self) -> &str {
+        &self.0.report
+    }
+}
+
 /// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).
 #[pyfunction]
 fn guard_check(a: &str, b: &str) -> Option<String> {
@@ -1129,6 +1251,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyConstraints>()?;
     m.add_class::<PyEmbedder>()?;
     m.add_class::<PySemantic>()?;
+    m.add_class::<PyVerifier>()?;
+    m.add_function(wrap_pyfunction!(verifier_features, m)?)?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;
     m.add_function(wrap_pyfunction!(guard_check, m)?)?;
     m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;

@@ -6,5 +6,7 @@
 
 pub mod guard;
 pub mod store;
+pub mod verifier;
 
 pub use store::{query_of, scope_of, Accepted, Rejection, SemEntry, SemanticConfig, SemanticStats, SemanticStore};
+pub use verifier::Verifier;

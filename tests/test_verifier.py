@@ -1,0 +1,118 @@
+"""The learned pair verifier in the semantic lookup path: trained here on a few labelled pairs,
+loaded by the core from its file, and obeyed by Router.route()."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Tuple
+
+import pytest
+
+import routerx
+from routerx import _core
+from routerx.calibrate import Pair, as_verifier, fit_mlp, pair_matrix
+from routerx.embed import INSTALL_COMMAND, load_minilm, minilm_dir
+from routerx.errors import RouterxError, SnapshotError
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("faiss")
+if minilm_dir() is None:
+    pytest.skip(f"embedding model not installed: {INSTALL_COMMAND}", allow_module_level=True)
+
+STORED = "How do I reset my password?"
+SAME = "How can I reset my password?"
+#: Same topic, close in cosine, another intent: what the verifier is taught to refuse.
+OTHER = "How do I change my password?"
+
+PAIRS: List[Tuple[str, str, int]] = [
+    (STORED, SAME, 1),
+    (STORED, "What is the way to reset my password?", 1),
+    ("How do I change my password?", "How can I change my password?", 1),
+    ("What is the capital of Australia?", "Which city is the capital of Australia?", 1),
+    ("How long does shipping to Canada take?", "How many days is shipping to Canada?", 1),
+    (STORED, OTHER, 0),
+    (SAME, OTHER, 0),
+    ("What is the capital of Australia?", "What is the largest city of Australia?", 0),
+    ("How long does shipping to Canada take?", "How much does shipping to Canada cost?", 0),
+    ("How do I change my password?", "How do I change my username?", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def verifier_file(tmp_path_factory: Any) -> Path:
+    emb = load_minilm()
+    pairs = [Pair(a, b, y) for a, b, y in PAIRS]
+    va, vb = emb.embed([p.a for p in pairs]), emb.embed([p.b for p in pairs])
+    x = pair_matrix(pairs, va, vb)
+    y = np.array([p.label for p in pairs])
+    # Both orders: the lookup scores (query, cached) and the pair file need not say which is which.
+    xb = pair_matrix([Pair(p.b, p.a, p.label) for p in pairs], vb, va)
+    model = fit_mlp(np.vstack([x, xb]), np.concatenate([y, y]), hidden=8, epochs=400, seed=3, lr=3e-3, batch=8)
+    v = as_verifier(model, emb.model_id, emb.dim, 0.5, {"pairs": len(pairs)})
+    path = tmp_path_factory.mktemp("verifier") / "verifier.rxsnap"
+    assert v.save(str(path)) > 0
+    return path
+
+
+def cached(r: routerx.Router, tenant: str) -> None:
+    d = r.route(STORED, tenant=tenant, min_similarity=0.5)
+    assert d.cache == "miss"
+    r.record(d, "Settings → Security → Reset password.", input_tokens=20, output_tokens=5, latency_ms=100)
+
+
+def test_features_match_between_training_and_lookup(verifier_file: Path) -> None:
+    v = _core.Verifier.load(str(verifier_file))
+    emb = load_minilm()
+    u, w = emb.embed([STORED, OTHER])
+    x = pair_matrix([Pair(STORED, OTHER, 0)], u[None], w[None])
+    assert x.shape == (1, 1 + 14 + 2 * emb.dim)
+    assert abs(float(x[0, 0]) - float(u @ w)) < 1e-5
+    assert json.loads(v.report) == {"pairs": len(PAIRS)} and v.embedder == emb.model_id
+
+
+def test_route_accepts_and_rejects_as_trained(verifier_file: Path) -> None:
+    plain = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.5}}, db=None)
+    cached(plain, "p")
+    assert plain.route(OTHER, tenant="p").cache == "semantic", "cosine alone serves the other intent"
+
+    r = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.5, "verifier": str(verifier_file)}}, db=None)
+    cached(r, "v")
+    hit = r.route(SAME, tenant="v")
+    assert hit.cache == "semantic" and hit.cached_response == "Settings → Security → Reset password."
+    assert r.route(OTHER, tenant="v").cache == "miss"
+    s = r.stats()["semantic"]
+    assert s["verifier_refusals"] >= 1 and s["verifier_threshold"] == pytest.approx(0.5)
+    # The per-request knob: a near-zero acceptance score lets the verifier pass it.
+    assert r.route(OTHER, tenant="v", verifier_threshold=1e-6).cache == "semantic"
+    with pytest.raises(RouterxError, match="verifier_threshold"):
+        r.route(OTHER, tenant="v", verifier_threshold=1.5)
+
+
+def test_near_misses_stay_refused_with_a_verifier(verifier_file: Path) -> None:
+    # A verifier that accepts everything: the near-miss guard still decides.
+    r = routerx.Router({"semantic": {"enabled": True, "verifier": str(verifier_file), "verifier_threshold": 1e-6}}, db=None)
+    for stored, asked in [("turn on the kitchen lights", "turn off the kitchen lights"), ("list the first 10 primes", "list the first 20 primes")]:
+        d = r.route(stored, tenant="n")
+        r.record(d, f"answer to {stored}", input_tokens=10, output_tokens=5, latency_ms=50)
+        assert r.route(asked, tenant="n").cache == "miss", asked
+
+
+def test_bad_verifier_files_are_named(verifier_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.rxsnap"
+    bad.write_bytes(verifier_file.read_bytes()[:-7])
+    with pytest.raises(SnapshotError, match="broken.rxsnap"):
+        routerx.Router({"semantic": {"enabled": True, "verifier": str(bad)}}, db=None)
+    with pytest.raises(SnapshotError, match="absent.rxsnap"):
+        _core.Verifier.load(str(tmp_path / "absent.rxsnap"))
+    with pytest.raises(RouterxError, match="verifier_threshold"):
+        routerx.Router({"semantic": {"enabled": True, "verifier": str(verifier_file), "verifier_threshold": 1.0}}, db=None)
+    # Trained on another embedder's vectors: refused, not silently misapplied.
+    v = _core.Verifier.load(str(verifier_file))
+    mean = np.zeros(1 + 14 + 2 * v.dim, np.float32)
+    w = np.zeros((1, mean.size), np.float32)
+    other = _core.Verifier("another-embedder@0", v.dim, mean.tobytes(), (mean + 1).tobytes(), [(mean.size, 1, w.tobytes(), b"\0\0\0\0")], 0.5, "{}")
+    path = tmp_path / "other.rxsnap"
+    other.save(str(path))
+    with pytest.raises(RouterxError, match="another-embedder"):
+        routerx.Router({"semantic": {"enabled": True, "verifier": str(path)}}, db=None)

@@ -184,7 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--b", default="text_b", help="column of the second text")
     cal.add_argument("--label", default="label", help="0/1 column: 1 when one answer serves both")
     cal.add_argument("--json", action="store_true")
+    tv = sub.add_parser("train-verifier", help="train the semantic cache's pair verifier from labelled pairs")
+    tv.add_argument("--pairs", required=True, help="labelled pairs, as for calibrate")
+    tv.add_argument("--out", required=True, help="verifier file to write ([semantic] verifier = this path)")
+    tv.add_argument("--target-precision", type=float, default=0.95)
+    tv.add_argument("--hidden", type=int, default=16, help="hidden units (0: logistic regression)")
+    tv.add_argument("--epochs", type=int, default=3)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--a", default="text_a")
+    tv.add_argument("--b", default="text_b")
+    tv.add_argument("--label", default="label")
     return p
+
+
+def cmd_train_verifier(args: argparse.Namespace) -> int:
+    from .calibrate import load_pairs, train_verifier
+    from .embed import load_minilm
+
+    pairs = load_pairs(args.pairs, args.a, args.b, args.label)
+    emb = load_minilm()
+    va = emb.embed([p.a for p in pairs])
+    vb = emb.embed([p.b for p in pairs])
+    v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, hidden=args.hidden, epochs=args.epochs, seed=args.seed)
+    v.save(args.out)
+    rep.pop("_curves", None)
+    print(json.dumps(rep, indent=2))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -222,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_serve(args, rest)
         if rest:
             build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report, "calibrate": cmd_calibrate}[args.command](args)
+        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report, "calibrate": cmd_calibrate, "train-verifier": cmd_train_verifier}[args.command](args)
     except RouterxError as e:
         print(f"routerx: error: {e}", file=sys.stderr)
         return 2

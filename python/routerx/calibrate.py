@@ -242,7 +242,8 @@ def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple
     roots = sorted({find(p.a) for p in pairs})
     rng = random.Random(seed)
     test_roots = {r for r in roots if rng.random() < test_fraction}
-    train, test = [], []
+    train: List[int] = []
+    test: List[int] = []
     for i, p in enumerate(pairs):
         (test if find(p.a) in test_roots else train).append(i)
     return train, test

@@ -83,15 +83,16 @@ def test_32_callers_batched_vs_unbatched(benchmark: Any, results: Dict[str, Any]
             print(f"\n32 callers: unbatched {results['unbatched']}\n            batched   {results['batched']}\nbatched / unbatched throughput = {ratio:.2f}")
 
 
-@pytest.mark.parametrize("size", [10_000, 100_000])
-def test_index_search_latency(benchmark: Any, size: int) -> None:
-    """One query's faiss search in a partition of `size` random unit vectors (embedding excluded)."""
+@pytest.mark.parametrize("size,threads", [(10_000, 1), (10_000, 2), (100_000, 1)])
+def test_index_search_latency(benchmark: Any, size: int, threads: int) -> None:
+    """One query's faiss search in a partition of `size` random unit vectors (embedding excluded),
+    with faiss's OpenMP threads at `threads` (`[semantic] faiss_threads`; 1 is the default)."""
     from routerx.semantic import SemanticIndex
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((size, 384)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    idx = SemanticIndex(384)
+    idx = SemanticIndex(384, threads=threads)
     idx.add_many((7, i, x[i].tobytes()) for i in range(size))
     q = x[123].tobytes()
     ids, sims = benchmark(idx.search, q, [7], 4)

@@ -106,7 +106,7 @@ def test_controls_and_thresholds(router: routerx.Router) -> None:
         with pytest.raises(routerx.InvalidConstraintError) as ei:
             router.route(q, tenant="c1", min_similarity=bad)
         assert ei.value.field == "min_similarity"
-    for bad_cfg in ({"min_similarity": 0}, {"min_similarity": 1.5}, {"top_k": 0}, {"max_batch": 0}, {"enabled": "yes"}):
+    for bad_cfg in ({"min_similarity": 0}, {"min_similarity": 1.5}, {"top_k": 0}, {"max_batch": 0}, {"enabled": "yes"}, {"faiss_threads": -1}, {"faiss_threads": "2"}):
         with pytest.raises(routerx.ConfigError):
             routerx.Router({"semantic": {"enabled": True, **bad_cfg}}, db=None)
 
@@ -147,6 +147,20 @@ def test_memory_stays_bounded_under_insert_evict_churn() -> None:
         assert s["entries"] <= 50 and s["index"]["vectors"] <= 50
     s = r.stats()["semantic"]
     assert s["evictions"] + s["expirations"] >= 250
+
+
+def test_faiss_threads_setting_reaches_faiss() -> None:
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(2)
+        make(faiss_threads=1)
+        assert faiss.omp_get_max_threads() == 1
+        make(faiss_threads=0)
+        assert faiss.omp_get_max_threads() == 1, "0 leaves faiss's setting alone"
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def test_model_missing_names_the_install_command(tmp_path: Any) -> None:

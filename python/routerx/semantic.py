@@ -53,8 +53,12 @@ class SemanticIndex:
     """Thread-safe: mutations and searches of one partition never run at once (faiss indexes
     are not safe for concurrent writes), and faiss releases the GIL while it computes."""
 
-    def __init__(self, dim: int, hnsw_threshold: int = 50_000, hnsw_m: int = 32, ef_search: int = 64, live: Optional[Callable[[], List[Tuple[int, int, bytes]]]] = None) -> None:
+    def __init__(self, dim: int, hnsw_threshold: int = 50_000, hnsw_m: int = 32, ef_search: int = 64, threads: int = 0, live: Optional[Callable[[], List[Tuple[int, int, bytes]]]] = None) -> None:
         self.faiss = import_faiss()
+        if threads > 0:
+            # Process-wide in faiss. A micro-batch is a handful of queries: OpenMP fan-out costs
+            # more than it saves there, and on a loaded machine it stalls on busy cores.
+            self.faiss.omp_set_num_threads(threads)
         import numpy as np
 
         self.np = np

@@ -1192,10 +1192,8 @@ impl PyVerifier {
     fn new(embedder: String, dim: u32, mean: &[u8], scale: &[u8], layers: Vec<(u32, u32, Vec<u8>, Vec<u8>)>, threshold: f32, report: String) -> PyResult<Self> {
         let layers = layers.into_iter().map(|(inp, out, w, b)| semantic::verifier::Dense { inp, out, weights: f32_rows(&w), bias: f32_rows(&b) }).collect();
         let v = semantic::Verifier { embedder, dim, mean: f32_rows(mean), scale: f32_rows(scale), layers, threshold, report };
-        // The same checks as loading a file, before anything is written.
-        let probe = std::env::temp_dir().join(format!("routerx-verifier-check-{}.rxsnap", std::process::id()));
-        v.save(&probe).map_err(to_py_err)?;
-        let _ = std::fs::remove_file(&probe);
+        // The same checks as loading a file.
+        v.check(std::path::Path::new("<trained parameters>")).map_err(to_py_err)?;
         Ok(PyVerifier(Arc::new(v)))
     }
 

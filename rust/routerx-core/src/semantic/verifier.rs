@@ -57,7 +57,8 @@ pub fn features_into(a: &Signature, b: &Signature, u: &[f32], v: &[f32], out: &m
 }
 
 impl Verifier {
-    fn check(&self, file: &Path) -> Result<()> {
+    /// Shapes, finiteness and threshold; errors name `file` (the source of the parameters).
+    pub fn check(&self, file: &Path) -> Result<()> {
         let bad = |m: String| Error::Snapshot { file: file.display().to_string(), message: m };
         let n = n_features(self.dim as usize);
         if self.mean.len() != n || self.scale.len() != n {

@@ -1,4 +1,4 @@
-"""The `routerx` command: route, catalog, demo, serve, stats, report."""
+"""The `routerx` command: route, catalog, demo, serve, stats, report, calibrate, train, eval."""
 
 from __future__ import annotations
 
@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--b", default="text_b", help="column of the second text")
     cal.add_argument("--label", default="label", help="0/1 column: 1 when one answer serves both")
     cal.add_argument("--json", action="store_true")
+    from .quality.commands import add_parsers as add_quality_parsers
+
+    add_quality_parsers(sub)
     tv = sub.add_parser("train-verifier", help="train the semantic cache's pair verifier from labelled pairs")
     tv.add_argument("--pairs", required=True, help="labelled pairs, as for calibrate")
     tv.add_argument("--out", required=True, help="verifier file to write ([semantic] verifier = this path)")
@@ -241,6 +244,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .quality.commands import cmd_train as run
+
+    return run(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .quality.commands import cmd_eval as run
+
+    return run(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     try:
@@ -248,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_serve(args, rest)
         if rest:
             build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report, "calibrate": cmd_calibrate, "train-verifier": cmd_train_verifier}[args.command](args)
+        return {"route": cmd_route, "catalog": cmd_catalog, "demo": cmd_demo, "stats": cmd_stats, "report": cmd_report, "calibrate": cmd_calibrate, "train-verifier": cmd_train_verifier, "train": cmd_train, "eval": cmd_eval}[args.command](args)
     except RouterxError as e:
         print(f"routerx: error: {e}", file=sys.stderr)
         return 2

@@ -58,6 +58,16 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "verifier": str,
         "verifier_threshold": (int, float),
     },
+    "quality": {
+        "model": str,
+        "willingness_to_pay": (int, float),
+        "models": dict,
+        "feedback_log": str,
+        "max_offset": (int, float),
+        "prior_labels": (int, float),
+        "min_labels": int,
+        "max_tenants": int,
+    },
     # Validated by the gRPC server (routerx.server.auth), which alone uses it.
     "server": {"api_keys": list},
 }
@@ -145,6 +155,7 @@ class Config:
     reservation_ttl_s: float = 300.0
     budgets: Tuple[Budget, ...] = ()
     semantic: "SemanticSettings" = field(default_factory=lambda: SemanticSettings())
+    quality: "QualitySettings" = field(default_factory=lambda: QualitySettings())
     #: The raw ``[server]`` table (API keys), validated by ``routerx.server.auth.server_settings``.
     server: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<default config>"
@@ -173,6 +184,26 @@ class SemanticSettings:
     verifier: Optional[Path] = None
     #: Its acceptance score in (0, 1); default: the one chosen at training time.
     verifier_threshold: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """``[quality]``: the learned router (``routerx train``); see routerx.quality."""
+
+    #: A trained artefact (path), "builtin" for the one shipped with routerx, or None: the catalog decides.
+    model: Optional[Path] = None
+    builtin: bool = False
+    #: USD per unit quality the expected-value rule uses when a request gives none; None keeps
+    #: the required-quality rule (cheapest candidate whose p̂ reaches it).
+    willingness_to_pay: Optional[float] = None
+    #: Catalog model name → artefact model name, where they differ.
+    models: Mapping[str, str] = field(default_factory=dict)
+    #: JSONL file that labelled decisions are appended to (``routerx train --data`` reads it back).
+    feedback_log: Optional[Path] = None
+    max_offset: float = 1.0
+    prior_labels: float = 20.0
+    min_labels: int = 20
+    max_tenants: int = 10_000
 
 
 def default_config_text() -> str:
@@ -310,6 +341,32 @@ def load_config(config: ConfigInput = None) -> Config:
         verifier=(root / sm["verifier"]) if sm.get("verifier") else None,
         verifier_threshold=float(sm["verifier_threshold"]) if sm.get("verifier_threshold") is not None else None,
     )
+    qm = merged["quality"]
+    wtp = qm.get("willingness_to_pay")
+    if wtp is not None and not (math.isfinite(wtp) and wtp >= 0):
+        raise fail("quality", "willingness_to_pay", f"must be a finite number of USD ≥ 0, got {wtp!r}")
+    for key in ("max_offset", "prior_labels"):
+        v = qm[key]
+        if not (math.isfinite(v) and 0 <= v <= 100):
+            raise fail("quality", key, f"must be a number in [0, 100], got {v!r}")
+    for key, hi in (("min_labels", 10**9), ("max_tenants", 10**9)):
+        if not 0 <= qm[key] <= hi:
+            raise fail("quality", key, f"must be in [0, {hi}], got {qm[key]!r}")
+    aliases = qm.get("models", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise fail("quality", "models", "must map catalog model names to artefact model names (strings)")
+    qmodel = qm.get("model")
+    quality = QualitySettings(
+        model=None if not qmodel or qmodel == "builtin" else root / qmodel,
+        builtin=qmodel == "builtin",
+        willingness_to_pay=float(wtp) if wtp is not None else None,
+        models=dict(aliases),
+        feedback_log=(root / qm["feedback_log"]) if qm.get("feedback_log") else None,
+        max_offset=float(qm["max_offset"]),
+        prior_labels=float(qm["prior_labels"]),
+        min_labels=int(qm["min_labels"]),
+        max_tenants=int(qm["max_tenants"]),
+    )
     classifier = r.get("classifier")
     return Config(
         default_tenant=r["default_tenant"],
@@ -332,6 +389,7 @@ def load_config(config: ConfigInput = None) -> Config:
         reservation_ttl_s=float(a["reservation_ttl_s"]),
         budgets=tuple(budgets),
         semantic=semantic,
+        quality=quality,
         server=merged["server"],
         source=source,
     )

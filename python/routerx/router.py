@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -100,6 +101,11 @@ class Router:
         self.semantic_index: Optional[Any] = None
         if self.config.semantic.enabled:
             self._start_semantic()
+        #: The learned router's artefact, when ``[quality] model`` is set.
+        self.quality_model: Optional[_core.QualityModel] = None
+        self._feedback_log: Optional[FeedbackLog] = None
+        if self.config.quality.model is not None or self.config.quality.builtin:
+            self._start_quality()
         self.snapshot_dir: Optional[Path] = self.config.cache_snapshot_dir
         if restore and self.snapshot_dir is not None and (self.snapshot_dir / EXACT_SNAPSHOT_FILE).exists():
             try:
@@ -131,6 +137,7 @@ class Router:
         min_similarity: Optional[float] = None,
         flight_caller: Optional[int] = None,
         verifier_threshold: Optional[float] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> Decision:
         """Decides who answers ``prompt`` (a string or a list of ``{"role", "content"}`` messages).
 
@@ -146,6 +153,9 @@ class Router:
         ``similarity`` set. ``flight_caller`` (single flight): who is asking, default the calling
         thread; a caller never waits for its own call in flight. ``verifier_threshold`` (a score
         in (0, 1)) overrides the learned verifier's acceptance score for this request.
+        ``willingness_to_pay`` (USD per unit quality): pick the candidate with the most expected
+        value ``wtp × quality − cost`` (quality predicted per request by the learned router when
+        ``[quality] model`` is set) instead of the cheapest one meeting the required quality.
         """
         if (
             latency_budget_ms is None
@@ -156,10 +166,11 @@ class Router:
             and not no_cache
             and not no_store
             and ttl_s is None
+            and willingness_to_pay is None
         ):
             c = self._default
         else:
-            c = self._constraints(latency_budget_ms, max_cost_usd, min_quality, models, strict, no_cache, no_store, ttl_s)
+            c = self._constraints(latency_budget_ms, max_cost_usd, min_quality, models, strict, no_cache, no_store, ttl_s, willingness_to_pay)
         extras = None if tools is None and params is None else _extras(tools, params)
         labels = None if agent is None and workflow is None and step is None else _labels(agent, workflow, step)
         if min_similarity is not None:
@@ -220,6 +231,7 @@ class Router:
                     bool(opts.pop("no_cache", False)),
                     bool(opts.pop("no_store", False)),
                     opts.pop("ttl_s", None),
+                    opts.pop("willingness_to_pay", None),
                 )
                 if opts:
                     raise InvalidRequestError(f"unknown options {sorted(opts)}", "options")
@@ -240,6 +252,7 @@ class Router:
         no_cache: bool,
         no_store: bool,
         ttl_s: Optional[float],
+        willingness_to_pay: Optional[float] = None,
     ) -> _core.Constraints:
         allowed = self._allowed(models) if models is not None else None
         lat = self.config.default_latency_budget_ms if latency_budget_ms is None else latency_budget_ms
@@ -253,6 +266,7 @@ class Router:
                 no_cache=no_cache,
                 no_store=no_store,
                 ttl_s=ttl_s,
+                willingness_to_pay=willingness_to_pay,
             )
         except TypeError as e:
             raise InvalidConstraintError(f"constraints: {e}", "constraints") from None
@@ -273,6 +287,24 @@ class Router:
 
     # -- after the model call ------------------------------------------------------------------
 
+    def _start_quality(self) -> None:
+        from .quality import load_quality_model, quality_embedder
+
+        q = self.config.quality
+        self.quality_model = load_quality_model("builtin" if q.builtin else q.model)
+        self._core.set_quality(
+            self.quality_model,
+            quality_embedder(self.quality_model),
+            dict(q.models),
+            q.willingness_to_pay,
+            q.max_offset,
+            q.prior_labels,
+            q.min_labels,
+            q.max_tenants,
+        )
+        if q.feedback_log is not None:
+            self._feedback_log = FeedbackLog(q.feedback_log)
+
     def record(
         self,
         decision: Decision,
@@ -281,13 +313,33 @@ class Router:
         output_tokens: int,
         latency_ms: float,
         ok: bool = True,
+        outcome: Union[None, bool, float] = None,
     ) -> Recorded:
         """Accounts the model call made for ``decision`` and caches its answer (unless it failed,
-        was itself a cache hit, or the request said ``no_store``)."""
+        was itself a cache hit, or the request said ``no_store``). ``outcome``: how good the
+        answer was — True/False (thumbs, task success) or a score in [0, 1] (e.g. a judge's
+        score / 10); it updates the learned router online (see :meth:`feedback`)."""
+        label = None if outcome is None else _outcome(outcome)
         cost, stored, semantic = self._core.record(decision, response_text, input_tokens, output_tokens, latency_ms, ok)
         if self.semantic_index is not None:
             self._sync_index(semantic)
+        if label is not None:
+            self._feedback(decision, label)
         return Recorded(cost, stored)
+
+    def feedback(self, decision: Decision, outcome: Union[bool, float]) -> bool:
+        """A label for the answer behind ``decision`` (True/False or a score in [0, 1]) given after
+        :meth:`record`. The learned router corrects this tenant's predictions for that model, by
+        a bounded amount; other tenants see only the median correction across tenants. Returns
+        whether it was learned from (only decisions the learned router made are). Appended to
+        ``[quality] feedback_log`` when set."""
+        return self._feedback(decision, _outcome(outcome))
+
+    def _feedback(self, decision: Decision, label: float) -> bool:
+        learned = self._core.feedback(decision, label)
+        if self._feedback_log is not None and decision.quality_text is not None:
+            self._feedback_log.append(decision.quality_text, decision.model, label, decision.tenant)
+        return learned
 
     # -- budgets and accounting ------------------------------------------------------------------
 
@@ -419,7 +471,14 @@ class Router:
         if self._semantic is not None and self.semantic_index is not None:
             s["semantic"].update(self._semantic.stats(), index=self.semantic_index.stats(), model_id=self._semantic.model_id, min_similarity=self._semantic.min_similarity)
         s["semantic"]["enabled"] = self._semantic is not None
+        s["quality"] = self._core.quality_stats()
         return s
+
+    def predict_quality(self, prompt: str, tenant: Optional[str] = None) -> Optional[Dict[str, Optional[float]]]:
+        """The learned router's p̂ per catalog model for ``prompt`` (None without ``[quality] model``;
+        a model the artefact does not know maps to None and keeps its catalog quality)."""
+        p = self._core.predict_quality(prompt, tenant if tenant is not None else self._tenant)
+        return None if p is None else dict(p)
 
     def count_tokens(self, text: Union[str, bytes]) -> int:
         """Exact o200k_base token count."""
@@ -499,6 +558,29 @@ DECISION_FIELDS = (
     "within_budget", "violations", "fallbacks", "reason", "route_ns",
     "agent", "workflow", "step", "budget_action",
 )  # fmt: skip
+
+
+def _outcome(v: Union[bool, float]) -> float:
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if not isinstance(v, (int, float)) or not (0.0 <= float(v) <= 1.0):
+        raise InvalidRequestError(f"outcome: must be True/False or a number in [0, 1], got {v!r}", "outcome")
+    return float(v)
+
+
+class FeedbackLog:
+    """Labelled decisions, one JSON object per line (prompt, model, score, tenant, ts): the long
+    format ``routerx train --data`` reads. Appends are serialised and flushed per label."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def append(self, prompt: str, model: str, score: float, tenant: str) -> None:
+        line = json.dumps({"prompt": prompt, "model": model, "score": score, "tenant": tenant, "ts": round(time.time(), 3)}, ensure_ascii=False)
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 def decision_to_dict(d: Decision) -> Dict[str, Any]:

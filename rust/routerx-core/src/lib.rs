@@ -18,6 +18,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod flight;
 pub mod policy;
+pub mod quality;
 pub mod request;
 pub mod router;
 pub mod semantic;

@@ -83,6 +83,10 @@ pub struct Choice {
     pub feasible: u32,
     /// Which constraints the chosen candidate breaks (0 when it fits).
     pub violations: u8,
+    /// Set when the pick maximised `wtp × quality − cost` (the caller's willingness to pay).
+    pub willingness_to_pay: Option<f64>,
+    /// Whether per-request predicted qualities (the learned router) replaced the catalog's.
+    pub predicted: bool,
 }
 
 impl Choice {
@@ -124,7 +128,19 @@ impl PolicyTable {
     }
 
     pub fn choose(&self, category: Category, complexity: f32, input_tokens: u32, output_tokens: u32, c: &Constraints) -> Result<Choice> {
-        let required = self.required_quality(complexity, c);
+        self.choose_with(category, complexity, input_tokens, output_tokens, c, None, c.willingness_to_pay)
+    }
+
+    /// As [`PolicyTable::choose`], with `predicted` quality per model (index = model; None keeps
+    /// the catalog's) and an optional willingness to pay. With `wtp`, quality is a constraint
+    /// only when the caller gives `min_quality`; among fitting candidates the most expected
+    /// value `wtp × quality − cost` wins (then the cheaper, then the faster).
+    #[allow(clippy::too_many_arguments)]
+    pub fn choose_with(&self, category: Category, complexity: f32, input_tokens: u32, output_tokens: u32, c: &Constraints, predicted: Option<&[Option<f32>]>, wtp: Option<f64>) -> Result<Choice> {
+        let required = match wtp {
+            Some(_) => c.min_quality.unwrap_or(0.0) as f32,
+            None => self.required_quality(complexity, c),
+        };
         let ci = category.index();
         // (scored, violations, relative violation) for every allowed candidate.
         let mut scored: Vec<(Scored, u8, f64)> = Vec::with_capacity(self.candidates.len());
@@ -139,7 +155,7 @@ impl PolicyTable {
                 candidate: i as u32,
                 cost_usd: cand.cost(input_tokens, output_tokens),
                 latency_ms: cand.latency_ms(input_tokens, output_tokens),
-                quality: m.quality[ci],
+                quality: predicted.and_then(|p| p.get(cand.model as usize).copied().flatten()).unwrap_or(m.quality[ci]),
             };
             let mut v = 0u8;
             let mut excess = 0.0;
@@ -162,7 +178,10 @@ impl PolicyTable {
         }
         let by_cost = |a: &Scored, b: &Scored| a.cost_usd.total_cmp(&b.cost_usd).then(a.latency_ms.total_cmp(&b.latency_ms)).then(a.candidate.cmp(&b.candidate));
         let feasible = scored.iter().filter(|s| s.1 == 0).count() as u32;
-        let pick = if feasible > 0 {
+        let value = |s: &Scored| wtp.unwrap_or(0.0) * s.quality as f64 - s.cost_usd;
+        let pick = if feasible > 0 && wtp.is_some() {
+            scored.iter().filter(|s| s.1 == 0).min_by(|a, b| value(&b.0).total_cmp(&value(&a.0)).then(by_cost(&a.0, &b.0)))
+        } else if feasible > 0 {
             scored.iter().filter(|s| s.1 == 0).min_by(|a, b| by_cost(&a.0, &b.0))
         } else {
             // Best effort keeps quality first (a cheap wrong answer is no saving), then comes as
@@ -201,7 +220,7 @@ impl PolicyTable {
                 fallbacks.push(s.0);
             }
         }
-        Ok(Choice { chosen, fallbacks, required_quality: required, feasible, violations })
+        Ok(Choice { chosen, fallbacks, required_quality: required, feasible, violations, willingness_to_pay: wtp, predicted: predicted.is_some() })
     }
 
     fn explain_infeasible(&self, violations: u8, required: f32, category: Category, c: &Constraints) -> String {

@@ -133,6 +133,10 @@ pub struct Constraints {
     pub latency_budget_ms: f64,
     pub max_cost_usd: f64,
     pub min_quality: Option<f64>,
+    /// USD the caller would pay for one unit of quality (a sure good answer over a sure bad one):
+    /// when set, the candidate with the most expected value `wtp × quality − cost` wins instead of
+    /// the cheapest that meets the required quality.
+    pub willingness_to_pay: Option<f64>,
     /// Candidate model indices the caller allows (sorted, deduplicated); `None` allows all.
     pub allowed_models: Option<Vec<u32>>,
     /// Raise instead of returning a best-effort decision when nothing fits.
@@ -146,6 +150,7 @@ impl Default for Constraints {
             latency_budget_ms: f64::INFINITY,
             max_cost_usd: f64::INFINITY,
             min_quality: None,
+            willingness_to_pay: None,
             allowed_models: None,
             strict: false,
             cache: CacheControl::default(),
@@ -167,6 +172,11 @@ impl Constraints {
         if let Some(q) = self.min_quality {
             if !(0.0..=1.0).contains(&q) {
                 return Err(Error::invalid_constraint("min_quality", format!("must be in [0, 1], got {q}")));
+            }
+        }
+        if let Some(w) = self.willingness_to_pay {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid_constraint("willingness_to_pay", format!("must be a finite number of USD ≥ 0, got {w}")));
             }
         }
         if let Some(ttl) = self.cache.ttl_s {

@@ -130,6 +130,9 @@ pub struct Routed {
     /// Predicted output tokens after the caller's `max_tokens` cap.
     pub output_tokens: u32,
     pub choice: Choice,
+    /// The learned router's prediction for the chosen model: (raw p̂ before feedback, the text it
+    /// embedded), for labels recorded against this decision. None when the catalog decided.
+    pub learned: Option<(f32, Arc<str>)>,
 }
 
 #[derive(Debug)]
@@ -251,7 +254,25 @@ impl RouteOutcome {
                     r.output_tokens,
                     ch.required_quality
                 );
-                if ch.within_budget() {
+                let source = if ch.predicted { "predicted by the learned router" } else { "catalog" };
+                if let (true, Some(w)) = (ch.within_budget(), ch.willingness_to_pay) {
+                    format!(
+                        "{} request (complexity {:.2}, {} input / ~{} output tokens) at a willingness to pay of ${w} per unit quality: {model}/{tier} has the most expected value of {} fitting candidates (quality {:.2}, {source}; ${:.6}, ~{:.0} ms)",
+                        r.class.category.name(),
+                        r.class.complexity,
+                        r.input_tokens,
+                        r.output_tokens,
+                        ch.feasible,
+                        ch.chosen.quality,
+                        ch.chosen.cost_usd,
+                        ch.chosen.latency_ms
+                    )
+                } else if ch.within_budget() && ch.predicted {
+                    format!(
+                        "{head}: {model}/{tier} is the cheapest of {} fitting candidates at ${:.6}, ~{:.0} ms (quality {:.2}, {source})",
+                        ch.feasible, ch.chosen.cost_usd, ch.chosen.latency_ms, ch.chosen.quality
+                    )
+                } else if ch.within_budget() {
                     format!(
                         "{head}: {model}/{tier} is the cheapest of {} fitting candidates at ${:.6}, ~{:.0} ms",
                         ch.feasible, ch.chosen.cost_usd, ch.chosen.latency_ms
@@ -299,6 +320,7 @@ pub struct Core {
     stats: Stats,
     ledger: Ledger,
     budgets: Budgets,
+    quality: arc_swap::ArcSwapOption<crate::quality::QualityRouter>,
     empty: Arc<str>,
     cfg: CoreConfig,
 }
@@ -319,6 +341,7 @@ impl Core {
             stats: Stats::new(),
             ledger: Ledger::new(),
             budgets: Budgets::new(),
+            quality: Default::default(),
             empty: Arc::from(""),
             cfg,
         })
@@ -369,6 +392,32 @@ impl Core {
         } else {
             Arc::from(s)
         }
+    }
+
+    /// Installs (or, with None, removes) the learned quality predictor. Its catalog must be the
+    /// current policy's; after a policy change without a new predictor, the catalog decides.
+    pub fn set_quality(&self, q: Option<Arc<crate::quality::QualityRouter>>) {
+        self.quality.store(q);
+    }
+
+    pub fn quality(&self) -> Option<Arc<crate::quality::QualityRouter>> {
+        self.quality.load_full()
+    }
+
+    /// A label in [0, 1] for the answer behind `o` (thumbs, judge score, task success). Learned
+    /// from only when the learned router made that decision; returns whether it was.
+    pub fn feedback(&self, o: &RouteOutcome, label: f64) -> Result<bool> {
+        if o.core_id != self.id {
+            return Err(Error::invalid_request("decision", "was made by another Router"));
+        }
+        if !(label.is_finite() && (0.0..=1.0).contains(&label)) {
+            return Err(Error::invalid_request("outcome", format!("must be a number in [0, 1] (or a boolean), got {label}")));
+        }
+        let (Served::Routed(r), Some(q)) = (&o.served, self.quality.load_full()) else { return Ok(false) };
+        let Some((raw, _)) = &r.learned else { return Ok(false) };
+        let policy = self.policy.load();
+        let model = policy.table.candidates[r.choice.chosen.candidate as usize].model as usize;
+        Ok(q.feedback(&o.tenant, model, *raw, label as f32))
     }
 
     pub fn set_classifier(&self, c: Classifier) {
@@ -550,11 +599,30 @@ impl Core {
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
-        let mut choice = policy.table.choose(class.category, class.complexity, f.input_tokens, output_tokens, c)?;
+        let (mut choice, learned) = self.choose(req, &policy, &class, f.input_tokens, output_tokens, c)?;
         let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, &mut choice, now)?;
-        let mut o = outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice }), reservation, budget);
+        let mut o = outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice, learned }), reservation, budget);
         o.flight = flight;
         Ok(Some(o))
+    }
+
+    /// The policy's pick, with the learned router's per-request quality where one is installed for
+    /// this catalog; without one (or when its embedder fails) the catalog's per-category quality
+    /// decides (cold start).
+    fn choose(&self, req: &Request, policy: &Compiled, class: &Classification, input_tokens: u32, output_tokens: u32, c: &Constraints) -> Result<(Choice, Option<(f32, Arc<str>)>)> {
+        let q = self.quality.load();
+        let pred = match q.as_ref() {
+            Some(q) if q.catalog().len() == policy.table.models.len() => q.predict(req.last_user(), &req.tenant).ok().map(|p| (q, p)),
+            _ => None,
+        };
+        let Some((q, p)) = pred else {
+            return Ok((policy.table.choose(class.category, class.complexity, input_tokens, output_tokens, c)?, None));
+        };
+        let wtp = c.willingness_to_pay.or(q.willingness_to_pay);
+        let choice = policy.table.choose_with(class.category, class.complexity, input_tokens, output_tokens, c, Some(&p.quality), wtp)?;
+        let model = policy.table.candidates[choice.chosen.candidate as usize].model as usize;
+        let learned = p.raw[model].map(|raw| (raw, Arc::from(q.model.tail(req.last_user()))));
+        Ok((choice, learned))
     }
 
     /// Reserves the decision's predicted cost and tokens against the request's budgets; on a

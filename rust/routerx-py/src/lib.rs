@@ -19,6 +19,7 @@ use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
 use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
 use routerx_core::batcher::{Batcher, BatcherConfig};
 use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
+use routerx_core::quality;
 use routerx_core::semantic;
 use routerx_core::stats::to_nano;
 use routerx_core::embed::{Embedder, MiniLm, StaticTable};
@@ -149,7 +150,7 @@ struct PyConstraints(Constraints);
 #[pymethods]
 impl PyConstraints {
     #[new]
-    #[pyo3(signature = (*, latency_budget_ms=None, max_cost_usd=None, min_quality=None, allowed_models=None, strict=false, no_cache=false, no_store=false, ttl_s=None))]
+    #[pyo3(signature = (*, latency_budget_ms=None, max_cost_usd=None, min_quality=None, allowed_models=None, strict=false, no_cache=false, no_store=false, ttl_s=None, willingness_to_pay=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         latency_budget_ms: Option<f64>,
@@ -160,6 +161,7 @@ impl PyConstraints {
         no_cache: bool,
         no_store: bool,
         ttl_s: Option<f64>,
+        willingness_to_pay: Option<f64>,
     ) -> PyResult<Self> {
         let allowed_models = allowed_models.map(|mut v| {
             v.sort_unstable();
@@ -170,6 +172,7 @@ impl PyConstraints {
             latency_budget_ms: latency_budget_ms.unwrap_or(f64::INFINITY),
             max_cost_usd: max_cost_usd.unwrap_or(f64::INFINITY),
             min_quality,
+            willingness_to_pay,
             allowed_models,
             strict,
             cache: CacheControl { no_cache, no_store, ttl_s },
@@ -326,6 +329,30 @@ impl PyDecision {
         match &self.0.served {
             Served::Hit(_) => None,
             Served::Routed(r) => Some(r.choice.required_quality),
+        }
+    }
+    /// The learned router's p̂ for the chosen model (None when the catalog's quality decided).
+    #[getter]
+    fn predicted_quality(&self) -> Option<f32> {
+        match &self.0.served {
+            Served::Routed(r) if r.choice.predicted => Some(r.choice.chosen.quality),
+            _ => None,
+        }
+    }
+    /// The willingness to pay (USD per unit quality) the choice maximised value at, if any.
+    #[getter]
+    fn willingness_to_pay(&self) -> Option<f64> {
+        match &self.0.served {
+            Served::Routed(r) => r.choice.willingness_to_pay,
+            Served::Hit(_) => None,
+        }
+    }
+    /// The text the learned router embedded (the last user turn's tail), for feedback logs.
+    #[getter]
+    fn quality_text(&self) -> Option<&str> {
+        match &self.0.served {
+            Served::Routed(r) => r.learned.as_ref().map(|(_, t)| &**t),
+            Served::Hit(_) => None,
         }
     }
     /// False when no candidate met every constraint and this is a best-effort choice.
@@ -736,6 +763,79 @@ impl PyCore {
         let b: Vec<u64> = bounds_s.iter().map(|s| (s * 1e9).clamp(0.0, 6e10) as u64).collect();
         let (c, sum, n) = self.0.stats().latency_buckets(&b);
         (c, sum / 1e9, n)
+    }
+
+    /// Installs the learned router (`model` None removes it). `aliases`: catalog model name →
+    /// artefact model name; `embedder` must be the one the artefact was trained with.
+    #[pyo3(signature = (model, embedder=None, aliases=None, willingness_to_pay=None, max_offset=1.0, prior_labels=20.0, min_labels=20, max_tenants=10_000))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_quality(
+        &self,
+        py: Python<'_>,
+        model: Option<&PyQualityModel>,
+        embedder: Option<&PyEmbedder>,
+        aliases: Option<std::collections::HashMap<String, String>>,
+        willingness_to_pay: Option<f64>,
+        max_offset: f32,
+        prior_labels: f32,
+        min_labels: u32,
+        max_tenants: usize,
+    ) -> PyResult<()> {
+        let Some(model) = model else {
+            self.0.set_quality(None);
+            return Ok(());
+        };
+        let embedder = embedder.ok_or_else(|| invalid("embedder", "a quality model needs the embedder it was trained with"))?;
+        if embedder.inner.model_id() != model.0.embedder_id {
+            return Err(to_py_err(Error::config("quality", format!("the artefact was trained on {} vectors, the embedder is {}", model.0.embedder_id, embedder.inner.model_id()))));
+        }
+        if let Some(w) = willingness_to_pay {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(to_py_err(Error::config("quality.willingness_to_pay", format!("must be a finite number of USD ≥ 0, got {w}"))));
+            }
+        }
+        let catalog: Vec<String> = self.0.policy().table.models.iter().map(|m| m.name.clone()).collect();
+        let e = embedder.inner.clone();
+        let embed: quality::EmbedFn = Arc::new(move |t: &str| e.embed(&[t]).map(|v| v.vectors));
+        let cfg = quality::FeedbackConfig { max_offset, prior_labels, min_labels, max_tenants };
+        let m = model.0.as_ref().clone();
+        let core = &self.0;
+        without_gil(py, move || {
+            let mut q = quality::QualityRouter::new(m, embed, &catalog, &aliases.unwrap_or_default(), cfg)?;
+            q.willingness_to_pay = willingness_to_pay;
+            core.set_quality(Some(Arc::new(q)));
+            Ok(())
+        })
+        .map_err(to_py_err)
+    }
+
+    /// A label in [0, 1] for the answer behind `decision`; True when the learned router learned from it.
+    fn feedback(&self, py: Python<'_>, decision: &PyDecision, label: f64) -> PyResult<bool> {
+        let o = decision.0.clone();
+        without_gil(py, || self.0.feedback(&o, label)).map_err(to_py_err)
+    }
+
+    /// p̂ per catalog model for a prompt as `tenant` sees it (None: no learned router, or the
+    /// artefact has no such model); the embedding and prediction run without the GIL.
+    fn predict_quality(&self, py: Python<'_>, text: &Bound<'_, PyAny>, tenant: &str) -> PyResult<Option<Vec<(String, Option<f32>)>>> {
+        let text = owned_str(text, "prompt")?;
+        let Some(q) = self.0.quality() else { return Ok(None) };
+        let p = without_gil(py, || q.predict(&text, tenant)).map_err(to_py_err)?;
+        Ok(Some(q.catalog().iter().cloned().zip(p.quality).collect()))
+    }
+
+    fn quality_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(q) = self.0.quality() else { return Ok(None) };
+        let s = q.feedback_stats();
+        let d = PyDict::new(py);
+        d.set_item("models", q.model.names.clone())?;
+        d.set_item("mapped", (0..q.catalog().len()).filter_map(|i| q.mapped(i).map(|a| (q.catalog()[i].clone(), a.to_owned()))).collect::<Vec<_>>())?;
+        d.set_item("willingness_to_pay", q.willingness_to_pay)?;
+        d.set_item("labels", s.labels)?;
+        d.set_item("ignored_labels", s.ignored)?;
+        d.set_item("tenants", s.tenants)?;
+        d.set_item("shared_offset", s.shared_offset)?;
+        Ok(Some(d))
     }
 
     #[pyo3(signature = (text, source="<classifier>".to_owned()))]
@@ -1180,6 +1280,60 @@ fn verifier_features<'py>(py: Python<'py>, a: Vec<String>, b: Vec<String>, va: &
 }
 
 /// A learned semantic-cache pair verifier (see routerx.calibrate.train_verifier).
+/// A trained quality artefact (`routerx train`): per-model logistic regressions over embeddings.
+#[pyclass(frozen, name = "QualityModel", module = "routerx._core")]
+struct PyQualityModel(Arc<quality::QualityModel>);
+
+#[pymethods]
+impl PyQualityModel {
+    /// Parses an artefact's JSON text; `source` names it in errors (ConfigError).
+    #[staticmethod]
+    #[pyo3(signature = (text, source="<quality model>".to_owned()))]
+    fn from_json(py: Python<'_>, text: String, source: String) -> PyResult<Self> {
+        Ok(PyQualityModel(Arc::new(without_gil(py, || quality::QualityModel::from_json(&text, &source)).map_err(to_py_err)?)))
+    }
+
+    /// p̂ for rows of float32 bytes (n × dim): float32 bytes n × models, row-major.
+    fn predict<'py>(&self, py: Python<'py>, vectors: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let m = &self.0;
+        let x = f32_rows(vectors);
+        if x.len() % m.dim != 0 {
+            return Err(invalid("vectors", format!("rows of {} float32 expected, got {} bytes", m.dim, vectors.len())));
+        }
+        let out: Vec<f32> = without_gil(py, || x.chunks_exact(m.dim).flat_map(|r| m.predict(r)).collect());
+        Ok(f32_bytes(py, &out))
+    }
+
+    /// The part of `text` the model reads (its last `tail_chars` characters).
+    fn tail(&self, text: &str) -> String {
+        self.0.tail(text).to_owned()
+    }
+
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.0.names.clone()
+    }
+    #[getter]
+    fn embedder(&self) -> &str {
+        &self.0.embedder
+    }
+    #[getter]
+    fn embedder_id(&self) -> &str {
+        &self.0.embedder_id
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.0.dim
+    }
+    #[getter]
+    fn tail_chars(&self) -> usize {
+        self.0.tail_chars
+    }
+    fn __repr__(&self) -> String {
+        format!("QualityModel(embedder={:?}, models={:?})", self.0.embedder, self.0.names)
+    }
+}
+
 #[pyclass(frozen, name = "Verifier", module = "routerx._core")]
 struct PyVerifier(Arc<semantic::Verifier>);
 
@@ -1250,6 +1404,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEmbedder>()?;
     m.add_class::<PySemantic>()?;
     m.add_class::<PyVerifier>()?;
+    m.add_class::<PyQualityModel>()?;
     m.add_function(wrap_pyfunction!(verifier_features, m)?)?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;
     m.add_function(wrap_pyfunction!(guard_check, m)?)?;

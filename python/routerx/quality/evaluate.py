@@ -1,0 +1,219 @@
+"""Cost–quality evaluation of a learned router against single models, random mixing and the oracle.
+
+The knob is the one the router exposes: a willingness to pay w (USD per unit quality). For each
+prompt the router takes the model with the most expected value w × p̂ − cost (the rule of
+``PolicyTable::choose_with``). Sweeping w from 0 (always the cheapest) upwards traces the router's
+curve. The alternative rule, a quality target t (the cheapest model whose p̂ ≥ t, else the highest
+p̂), is available as ``rule="target"``; it traces a worse curve on every data set measured.
+
+Metrics, as their authors define them:
+
+- two models (RouteLLM): PGR(x) = (q(x) − q_weak) / (q_strong − q_weak) at a share x of calls to
+  the strong model; APGR is its area over x ∈ [0, 1] (the curve linearly interpolated between the
+  sweep's points, whose ends are all-weak and all-strong); CPT(p) is the smallest strong share with
+  PGR ≥ p.
+- N models (RouterBench): AIQ is the area under the non-decreasing concave envelope of the
+  router's (cost, quality) points — any two points can be mixed at random, so the envelope is
+  reachable — over the cost range of the single models, divided by that range. The same number for
+  the single models' points is the "single-model hull" a router must beat. Cost to reach the best
+  single model's quality is read off the sweep's actual points, not the envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ConfigError
+from .data import OutcomeSet, _np
+
+__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "concave_envelope", "area"]
+
+
+@dataclass
+class Point:
+    knob: float
+    quality: float
+    cost: float
+    shares: List[float]
+
+
+@dataclass
+class Report:
+    data: str
+    models: List[str]
+    prompts: int
+    router: List[Point]
+    singles: List[Point]
+    oracle: Point
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+
+def choose(p: Any, cost: Any, target: float) -> Any:
+    """Per prompt, the cheapest model with p̂ ≥ target, else the highest p̂ (ties: cheaper)."""
+    np = _np()
+    ok = p >= target
+    big = np.where(ok, cost, np.inf)
+    cheapest = big.argmin(axis=1)
+    # Best effort: highest p̂, cheaper first on ties (lexsort's last key is the primary one).
+    best = np.lexsort((cost, -p), axis=1)[:, 0] if len(p) else np.zeros(0, int)
+    return np.where(ok.any(axis=1), cheapest, best)
+
+
+def _point(knob: float, pick: Any, q: Any, c: Any) -> Point:
+    np = _np()
+    rows = np.arange(len(pick))
+    m = q.shape[1]
+    shares = np.bincount(pick, minlength=m) / max(1, len(pick))
+    return Point(float(knob), float(q[rows, pick].mean()), float(c[rows, pick].mean()), [float(s) for s in shares])
+
+
+def choose_value(p: Any, cost: Any, wtp: float) -> Any:
+    """Per prompt, the model with the most expected value wtp × p̂ − cost (ties: cheaper)."""
+    np = _np()
+    v = wtp * p - cost
+    best = v.max(axis=1, keepdims=True)
+    return np.where(v >= best - 1e-15, cost, np.inf).argmin(axis=1)
+
+
+#: Knob rules: "wtp" (willingness to pay, the router's default knob) and "target" (min quality).
+RULES = ("wtp", "target")
+
+
+def sweep(p: Any, q: Any, c: Any, steps: int = 201, rule: str = "wtp") -> List[Point]:
+    """The router's points along its knob: willingness to pay from 0 to far beyond every price
+    difference, or quality targets spread by the quantiles of p̂ (so each step moves calls)."""
+    np = _np()
+    if rule == "wtp":
+        scale = float(c.mean(axis=0).max()) or 1.0
+        knobs = np.concatenate([[0.0], scale * np.geomspace(1e-3, 1e5, steps)])
+        return [_point(k, choose_value(p, c, k), q, c) for k in knobs]
+    if rule == "target":
+        qs = np.unique(np.quantile(p, np.linspace(0, 1, steps)))
+        targets = np.concatenate([[0.0], qs, [1.0 + 1e-9]])
+        return [_point(t, choose(p, c, t), q, c) for t in targets]
+    raise ConfigError(f"unknown rule {rule!r} (one of {', '.join(RULES)})", field="rule")
+
+
+def folds(n: int, k: int, seed: int, groups: Optional[Sequence[str]] = None) -> List[Any]:
+    """k disjoint test folds, stratified by group, deterministic for a seed."""
+    np = _np()
+    if not 2 <= k <= n:
+        raise ConfigError(f"folds must be in [2, {n}], got {k}", field="folds")
+    rng = np.random.default_rng(seed)
+    order: List[int] = []
+    labels = list(groups) if groups is not None else ["all"] * n
+    for g in sorted(set(labels)):
+        idx = np.array([i for i, x in enumerate(labels) if x == g])
+        order += list(rng.permutation(idx))
+    out: List[List[int]] = [[] for _ in range(k)]
+    for j, i in enumerate(order):
+        out[j % k].append(int(i))
+    return [np.array(sorted(f)) for f in out]
+
+
+def concave_envelope(points: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
+    """Upper concave, non-decreasing envelope of (cost, quality) points, by cost."""
+    pts = sorted(set(points))
+    hull: List[Tuple[float, float]] = []
+    for x, y in pts:
+        if hull and y <= hull[-1][1]:
+            continue  # costs more, no better: never on a non-decreasing envelope
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1) >= 0:  # hull[-1] is under the chord
+                hull.pop()
+            else:
+                break
+        hull.append((x, y))
+    return hull
+
+
+def area(hull: Sequence[Tuple[float, float]], lo: float, hi: float) -> float:
+    """Mean of the envelope over [lo, hi]: flat after its last point, 0 before its first."""
+    np = _np()
+    xs = np.array([h[0] for h in hull])
+    ys = np.array([h[1] for h in hull])
+    grid = np.linspace(lo, hi, 4001)
+    vals = np.where(grid < xs[0], 0.0, np.interp(grid, xs, ys))
+    return float(_trapz(np, vals, grid) / (hi - lo)) if hi > lo else float(ys[-1])
+
+
+def _interp_share(points: List[Point], strong: int, xs: Any) -> Any:
+    np = _np()
+    pairs = sorted({(pt.shares[strong], pt.quality) for pt in points})
+    sx = np.array([a for a, _ in pairs])
+    sy = np.array([b for _, b in pairs])
+    # Several targets can give one share: keep the best quality at each share.
+    ux = np.unique(sx)
+    uy = np.array([sy[sx == u].max() for u in ux])
+    return np.interp(xs, ux, uy)
+
+
+def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str = "wtp") -> Report:
+    """Sweeps the knob over out-of-sample predictions ``p`` (n, m) for ``data``."""
+    np = _np()
+    if not data.complete():
+        raise ConfigError(f"{data.source}: evaluation needs every model's outcome on every prompt", file=data.source)
+    q, c = data.quality, data.cost
+    n, m = q.shape
+    router = sweep(p, q, c, steps, rule)
+    singles = [_point(j, np.full(n, j), q, c) for j in range(m)]
+    # Oracle: per prompt the best quality, and the cheapest model that reaches it.
+    best = q.max(axis=1, keepdims=True)
+    oracle = _point(float("nan"), np.where(q >= best - 1e-12, c, np.inf).argmin(axis=1), q, c)
+    rep = Report(data.source, list(data.models), n, router, singles, oracle)
+    top = max(range(m), key=lambda j: (singles[j].quality, -singles[j].cost))
+    lo, hi = min(s.cost for s in singles), max(s.cost for s in singles)
+    r_env = concave_envelope([(pt.cost, pt.quality) for pt in router] + [(singles[int(np.argmin([s.cost for s in singles]))].cost, min(s.quality for s in singles))])
+    s_env = concave_envelope([(s.cost, s.quality) for s in singles])
+    reach = [pt for pt in router if pt.quality >= singles[top].quality - 1e-12]
+    met = {
+        "best_single": data.models[top],
+        "best_single_quality": singles[top].quality,
+        "best_single_cost": singles[top].cost,
+        "aiq": area(r_env, lo, hi),
+        "aiq_single_hull": area(s_env, lo, hi),
+        "oracle_quality": oracle.quality,
+        "oracle_cost": oracle.cost,
+        "max_quality": max(pt.quality for pt in router),
+        "cost_to_best_single": (min(pt.cost for pt in reach) / singles[top].cost) if reach else None,
+    }
+    # Quality the router keeps at fractions of the best model's cost.
+    for frac in (0.2, 0.4, 0.6, 0.8):
+        under = [pt.quality for pt in router if pt.cost <= frac * singles[top].cost]
+        met[f"quality_at_{int(frac * 100)}pct_cost"] = max(under) if under else None
+    if m == 2:
+        strong = top
+        weak = 1 - strong
+        qs, qw = singles[strong].quality, singles[weak].quality
+        xs = np.linspace(0, 1, 1001)
+        pgr = (_interp_share(router, strong, xs) - qw) / (qs - qw) if qs != qw else np.zeros_like(xs)
+        met["strong"], met["weak"] = data.models[strong], data.models[weak]
+        met["apgr"] = float(_trapz(np, pgr, xs))
+        for target in (0.5, 0.8):
+            hit = np.nonzero(pgr >= target)[0]
+            met[f"cpt{int(target * 100)}"] = float(xs[hit[0]]) if len(hit) else None
+        met["random_apgr"] = 0.5
+    rep.metrics = met
+    return rep
+
+
+def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: Optional[float] = None) -> Any:
+    """Out-of-fold p̂ (n, m): each prompt predicted by a model trained without its fold."""
+    np = _np()
+    from .model import DEFAULT_L2, fit, predict
+
+    p = np.zeros(data.quality.shape)
+    for test in folds(len(data), k, seed, data.groups):
+        train = np.setdiff1d(np.arange(len(data)), test)
+        w, b = fit(x[train], data.quality[train], DEFAULT_L2 if l2 is None else l2)
+        p[test] = predict(x[test], w, b)
+    return p
+
+
+def _trapz(np: Any, y: Any, x: Any) -> float:
+    # numpy 2 renamed trapz to trapezoid; both exist across the versions routerx supports.
+    f = getattr(np, "trapezoid", None) or getattr(np, "trapz")
+    return float(f(y, x))

@@ -1,0 +1,167 @@
+"""Training the learned router: per-model logistic regression over prompt embeddings.
+
+For each catalog model m, p̂_m(x) = σ(w_m · e(x) + b_m) estimates the probability that m answers
+the prompt well, where e(x) is the unit embedding of the prompt's last ``tail_chars`` characters
+(the question sits at the end of few-shot and chat prompts). Scores in [0, 1] (judge scores,
+thumbs) are fitted as soft labels with the same cross-entropy. Fitting is Newton's method with an
+L2 penalty: a convex problem with one optimum, so training is deterministic (the seed only orders
+cross-validation folds) and takes seconds.
+
+The artefact is a JSON document (format ``routerx-quality``, version 1) that the Rust core loads
+and evaluates on the hot path; see ``rust/routerx-core/src/quality.rs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import ConfigError
+from .data import OutcomeSet, _np
+
+__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "embed_prompts", "fit", "train", "save_artefact", "tail"]
+
+FORMAT = "routerx-quality"
+VERSION = 1
+EMBEDDERS = ("static", "minilm")
+DEFAULT_EMBEDDER = "static"
+DEFAULT_TAIL_CHARS = 1024
+DEFAULT_L2 = 1e-3
+
+
+def tail(text: str, chars: int) -> str:
+    """The last ``chars`` characters (the core cuts at the same character boundary)."""
+    return text if len(text) <= chars else text[-chars:]
+
+
+def _embedder(name: str) -> Any:
+    from ..embed import load_minilm, load_static
+
+    if name == "minilm":
+        return load_minilm()
+    if name == "static":
+        return load_static()
+    raise ConfigError(f"unknown embedder {name!r} (use one of {', '.join(EMBEDDERS)})", field="embedder")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "routerx" / "quality-embed"
+
+
+def embed_prompts(prompts: Sequence[str], embedder: str = DEFAULT_EMBEDDER, tail_chars: int = DEFAULT_TAIL_CHARS, cache: bool = True) -> Tuple[Any, str]:
+    """(n, dim) float32 unit rows and the embedder's model id. MiniLM costs ~15 ms a prompt, so
+    vectors are kept in the user's cache directory, keyed by the model id and the exact inputs."""
+    np = _np()
+    emb = _embedder(embedder)
+    texts = [tail(p, tail_chars) for p in prompts]
+    h = hashlib.sha256(emb.model_id.encode())
+    for t in texts:
+        h.update(hashlib.sha256(t.encode("utf-8", "surrogatepass")).digest())
+    path = _cache_dir() / f"{embedder}-{h.hexdigest()[:24]}.npy"
+    if cache and path.is_file():
+        try:
+            x = np.load(path)
+            if x.shape == (len(texts), emb.dim):
+                return x, emb.model_id
+        except (OSError, ValueError):
+            pass  # recompute and replace below
+    out = []
+    for i in range(0, len(texts), 256):
+        out.append(emb.embed(texts[i : i + 256]))
+    x = np.concatenate(out).astype(np.float32) if out else np.zeros((0, emb.dim), np.float32)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, x)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return x, emb.model_id
+
+
+def fit(x: Any, q: Any, l2: float = DEFAULT_L2, iters: int = 25) -> Tuple[Any, Any]:
+    """Weights (m, d) and biases (m,) of one L2-penalised logistic regression per column of ``q``
+    (NaN entries are skipped). Newton steps on the penalised mean cross-entropy."""
+    np = _np()
+    n, d = x.shape
+    m = q.shape[1]
+    w = np.zeros((m, d))
+    b = np.zeros(m)
+    xa = np.hstack([x.astype(np.float64), np.ones((n, 1))])
+    reg = np.full(d + 1, l2)
+    reg[-1] = 1e-9  # the bias is not shrunk
+    for j in range(m):
+        keep = ~np.isnan(q[:, j])
+        a, y = xa[keep], q[keep, j]
+        if len(y) == 0:
+            continue
+        mean = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+        theta = np.zeros(d + 1)
+        theta[-1] = np.log(mean / (1 - mean))
+        for _ in range(iters):
+            p = 1.0 / (1.0 + np.exp(-(a @ theta)))
+            grad = a.T @ (p - y) / len(y) + reg * theta
+            hess = (a * (p * (1 - p))[:, None]).T @ a / len(y) + np.diag(reg)
+            step = np.linalg.solve(hess, grad)
+            theta -= step
+            if float(np.abs(step).max()) < 1e-7:
+                break
+        w[j], b[j] = theta[:-1], theta[-1]
+    return w, b
+
+
+def predict(x: Any, w: Any, b: Any) -> Any:
+    np = _np()
+    return 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w.T + b)))
+
+
+def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAULT_L2, tail_chars: int = DEFAULT_TAIL_CHARS, seed: int = 0) -> Dict[str, Any]:
+    """The artefact (a JSON-able dict) trained on all of ``data``."""
+    np = _np()
+    if len(data) < 2:
+        raise ConfigError(f"{data.source}: {len(data)} labelled prompt(s): too few to train on", file=data.source)
+    if not (l2 > 0 and np.isfinite(l2)):
+        raise ConfigError(f"l2 must be a finite number > 0, got {l2!r}", field="l2")
+    x, model_id = embed_prompts(data.prompts, embedder, tail_chars)
+    w, b = fit(x, data.quality, l2)
+    labelled = (~np.isnan(data.quality)).sum(0)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "embedder": embedder,
+        "embedder_id": model_id,
+        "dim": int(x.shape[1]),
+        "tail_chars": int(tail_chars),
+        "models": [
+            {"name": name, "bias": float(b[j]), "weights": [float(v) for v in w[j].astype(np.float32)], "labelled": int(labelled[j]), "mean_quality": float(np.nanmean(data.quality[:, j])) if labelled[j] else None}
+            for j, name in enumerate(data.models)
+        ],
+        "training": {"data": data.source, "prompts": len(data), "l2": l2, "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+
+
+def save_artefact(artefact: Dict[str, Any], path: "os.PathLike[str] | str") -> Path:
+    """Written atomically (temporary file, fsync, rename): a crash leaves the old file or the new one."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(artefact, f, separators=(",", ":"))
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    try:
+        fd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return p

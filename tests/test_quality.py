@@ -1,0 +1,274 @@
+"""The learned router: training, the artefact, routing by predicted quality, the knob, feedback,
+bad input, concurrency, and the evaluation on real outcome data."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+import routerx
+from routerx.cli import main as cli
+from routerx.embed import INSTALL_COMMAND, minilm_dir
+from routerx.errors import ConfigError, InvalidConstraintError, InvalidRequestError
+
+from conftest import shared_data
+
+np = pytest.importorskip("numpy")
+if minilm_dir() is None:
+    pytest.skip(f"embedding model not installed: {INSTALL_COMMAND}", allow_module_level=True)
+
+STRONG, CHEAP = "gpt-4.1", "gpt-4.1-nano"
+PAIR = [STRONG, CHEAP]
+LANGS = ["Python", "Rust", "Go", "Java", "C++", "TypeScript", "Haskell", "Kotlin"]
+TASKS = ["parses a CSV file", "merges two sorted lists", "computes a rolling median", "validates an IBAN", "implements an LRU cache", "finds cycles in a graph", "tokenizes arithmetic", "retries with backoff"]
+CHATS = ["a joke about cats", "a fun fact about the moon", "a greeting for a birthday card", "a short pun about coffee", "a friendly hello in French", "a compliment for a colleague", "a riddle about time", "a one-line motto for Monday"]
+
+
+def code_prompt(i: int) -> str:
+    return f"Write a {LANGS[i % 8]} function that {TASKS[(i // 8) % 8]}, with tests and edge cases."
+
+
+def chat_prompt(i: int) -> str:
+    return f"Tell me {CHATS[i % 8]}, please{'!' * (i // 8 % 3)}"
+
+
+def write_outcomes(path: Path, n: int = 64) -> Path:
+    """Long format, as the feedback log writes it: the cheap model fails at code, not at chat."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            for prompt, cheap in ((code_prompt(i), 0.0), (chat_prompt(i), 1.0)):
+                f.write(json.dumps({"prompt": prompt, "model": STRONG, "score": 1.0}) + "\n")
+                f.write(json.dumps({"prompt": prompt, "model": CHEAP, "score": cheap}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("quality")
+    out = d / "model.json"
+    assert cli(["train", "--data", str(write_outcomes(d / "outcomes.jsonl")), "--out", str(out), "--l2", "1e-4"]) == 0
+    return out
+
+
+def learned(artefact: Path, **quality: Any) -> routerx.Router:
+    return routerx.Router({"quality": {"model": str(artefact), **quality}}, db=None)
+
+
+def test_artefact_is_versioned_and_training_is_deterministic(artefact: Path, tmp_path: Path) -> None:
+    a = json.loads(artefact.read_text())
+    assert a["format"] == "routerx-quality" and a["version"] == 1 and a["embedder"] == "static"
+    assert [m["name"] for m in a["models"]] == PAIR and a["dim"] == 384
+    again = tmp_path / "again.json"
+    assert cli(["train", "--data", str(write_outcomes(tmp_path / "o.jsonl")), "--out", str(again), "--l2", "1e-4"]) == 0
+    b = json.loads(again.read_text())
+    assert [m["weights"] for m in a["models"]] == [m["weights"] for m in b["models"]]
+    assert [m["bias"] for m in a["models"]] == [m["bias"] for m in b["models"]]
+
+
+def test_predicted_quality_drives_the_choice(artefact: Path) -> None:
+    r = learned(artefact, willingness_to_pay=0.05)
+    # Held-out phrasings of both kinds.
+    code = r.route("Write a Scala function that deduplicates a list of records, with tests.", models=PAIR, no_cache=True)
+    chat = r.route("Tell me a cheerful fact about dolphins, please", models=PAIR, no_cache=True)
+    assert code.model == STRONG and chat.model == CHEAP, (code.reason, chat.reason)
+    for d in (code, chat):
+        assert d.predicted_quality is not None and 0 <= d.predicted_quality <= 1
+        assert d.willingness_to_pay == 0.05
+        assert "learned router" in d.reason and "willingness to pay" in d.reason
+    p = r.predict_quality(code_prompt(3))
+    assert p is not None and p[STRONG] > 0.8 > 0.3 > p[CHEAP]
+    # Catalog models the artefact does not know keep their catalog quality (None here).
+    assert p["gpt-4o"] is None
+    st = r.stats()["quality"]
+    assert st["mapped"] == [[STRONG, STRONG], [CHEAP, CHEAP]] or st["mapped"] == [(STRONG, STRONG), (CHEAP, CHEAP)]
+
+
+def test_the_knob_moves_along_the_curve(artefact: Path) -> None:
+    r = learned(artefact)
+    prompts = [code_prompt(i) for i in range(0, 16, 3)] + [chat_prompt(i) for i in range(0, 16, 3)]
+    strong_share = []
+    for wtp in (0.0, 0.0005, 0.05, 10.0):
+        ds = [r.route(p, models=PAIR, willingness_to_pay=wtp, no_cache=True) for p in prompts]
+        strong_share.append(sum(d.model == STRONG for d in ds) / len(ds))
+    assert strong_share[0] == 0.0, "wtp 0: always the cheapest"
+    assert strong_share == sorted(strong_share), strong_share
+    assert 0 < strong_share[2] < 1, "a middle setting sends code to the strong model, chat to the cheap one"
+    # Without a willingness to pay, the quality target rule applies to the predictions.
+    d = r.route(chat_prompt(1), models=PAIR, min_quality=0.7, no_cache=True)
+    assert d.model == CHEAP and d.willingness_to_pay is None and d.predicted_quality is not None
+
+
+def test_bad_knob_values(artefact: Path) -> None:
+    r = learned(artefact)
+    for bad in (math.nan, -1.0, math.inf):
+        with pytest.raises(InvalidConstraintError, match="willingness_to_pay"):
+            r.route("hi", willingness_to_pay=bad)
+    with pytest.raises(ConfigError, match="willingness_to_pay"):
+        learned(artefact, willingness_to_pay=-0.5)
+
+
+def test_feedback_is_bounded_and_isolated_per_tenant(artefact: Path) -> None:
+    r = learned(artefact, willingness_to_pay=0.05, min_labels=5)
+    prompt = chat_prompt(2)
+    before = r.predict_quality(prompt, tenant="bystander")
+    assert before is not None
+    flood_before = r.predict_quality(prompt, tenant="flood")
+    # One tenant floods thumbs-down on the cheap model's chat answers.
+    for i in range(300):
+        d = r.route(chat_prompt(i), tenant="flood", models=[CHEAP], no_cache=True)
+        r.record(d, "ok", 10, 10, 100.0, outcome=False)
+    after = r.predict_quality(prompt, tenant="flood")
+    assert after is not None and flood_before is not None
+    assert after[CHEAP] < flood_before[CHEAP], "the flooding tenant's own predictions move"
+    # ... by a bounded amount: at most max_offset (1.0) in logits.
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    assert logit(flood_before[CHEAP]) - logit(after[CHEAP]) <= 1.0 + 1e-3
+    # Two other tenants disagree: the shared correction is the median, which the flood alone cannot set.
+    for t in ("t2", "t3"):
+        for i in range(10):
+            d = r.route(chat_prompt(i), tenant=t, models=[CHEAP], no_cache=True)
+            assert r.feedback(d, True)
+    by = r.predict_quality(prompt, tenant="bystander")
+    assert by is not None and by[CHEAP] >= before[CHEAP] - 1e-6
+    st = r.stats()["quality"]
+    assert st["labels"] == 320 and st["tenants"] == 3
+
+
+def test_feedback_bad_input_changes_nothing(artefact: Path, tmp_path: Path) -> None:
+    log = tmp_path / "fb.jsonl"
+    r = learned(artefact, feedback_log=str(log))
+    d = r.route(code_prompt(1), models=PAIR, no_cache=True)
+    for bad in (1.5, -0.1, math.nan, "yes", None.__class__):
+        with pytest.raises(InvalidRequestError, match="outcome"):
+            r.record(d, "answer", 10, 10, 100.0, outcome=bad)  # type: ignore[arg-type]
+    assert r.stats()["records"] == 0, "a bad label rejects the whole record"
+    assert r.stats()["quality"]["labels"] == 0 and not log.exists()
+    r.record(d, "answer", 10, 10, 100.0, outcome=0.7)
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert rows == [{"prompt": code_prompt(1), "model": d.model, "score": 0.7, "tenant": "default", "ts": rows[0]["ts"]}]
+    # A cache hit was not a model call: its label is logged for training but not learned online.
+    hit = r.route(code_prompt(1), models=PAIR)
+    assert hit.cache == "exact" and r.feedback(hit, True) is False
+
+
+def test_feedback_log_trains_a_new_model(artefact: Path, tmp_path: Path) -> None:
+    log = tmp_path / "fb.jsonl"
+    r = learned(artefact, feedback_log=str(log), willingness_to_pay=10.0)
+    for i in range(24):
+        d = r.route(code_prompt(i) if i % 2 else chat_prompt(i), models=PAIR, no_cache=True)
+        r.record(d, "answer", 10, 10, 100.0, outcome=bool(i % 3))
+    out = tmp_path / "from-feedback.json"
+    assert cli(["train", "--data", str(log), "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["training"]["prompts"] == 24 and [x["name"] for x in m["models"]] == [STRONG]
+
+
+def test_bad_artefacts(tmp_path: Path, artefact: Path) -> None:
+    cases = {
+        "missing.json": None,
+        "garbage.json": b"{not json",
+        "latin1.json": "caf\xe9".encode("latin-1"),
+        "other.json": json.dumps({"format": "something-else", "version": 1}).encode(),
+        "future.json": json.dumps({**json.loads(artefact.read_text()), "version": 99}).encode(),
+        "short.json": json.dumps({**json.loads(artefact.read_text()), "dim": 12}).encode(),
+    }
+    for name, content in cases.items():
+        p = tmp_path / name
+        if content is not None:
+            p.write_bytes(content)
+        with pytest.raises(ConfigError) as e:
+            learned(p)
+        assert name in str(e.value), str(e.value)
+    # An artefact whose models match no catalog model says how to map them.
+    foreign = json.loads(artefact.read_text())
+    for m, new in zip(foreign["models"], ("strong-x", "weak-y")):
+        m["name"] = new
+    p = tmp_path / "foreign.json"
+    p.write_text(json.dumps(foreign))
+    with pytest.raises(ConfigError, match=r"match no catalog model.*\[quality.models\]"):
+        learned(p)
+    r = learned(p, models={STRONG: "strong-x", CHEAP: "weak-y"}, willingness_to_pay=0.05)
+    assert r.route(code_prompt(2), models=PAIR, no_cache=True).model == STRONG
+    with pytest.raises(ConfigError, match="not a catalog model"):
+        learned(p, models={"no-such-model": "strong-x"})
+
+
+def test_bad_training_data(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "model": "m", "score": 7}\n')
+    assert cli(["train", "--data", str(bad), "--out", str(tmp_path / "m.json")]) == 2
+    bad.write_text('{"prompt": "hi", "model": "m", "score": 0.5}\n[1, 2]\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: each line must be a JSON object"):
+        from routerx.quality.data import load
+
+        load(bad)
+    csvf = tmp_path / "wide.csv"
+    csvf.write_text("prompt,a,b\nhello,1,0\n")
+    from routerx.quality.data import ColumnMap, load
+
+    with pytest.raises(ConfigError, match="missing column"):
+        load(csvf, ColumnMap(model_columns=("a", "c")))
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_routing_and_feedback_from_many_threads(artefact: Path) -> None:
+    r = learned(artefact, willingness_to_pay=0.05, min_labels=3)
+    errors: List[str] = []
+    barrier = threading.Barrier(16)
+
+    def work(t: int) -> None:
+        barrier.wait()
+        for i in range(60):
+            code = (i + t) % 2 == 0
+            prompt = code_prompt(i) if code else chat_prompt(i)
+            d = r.route(prompt, tenant=f"t{t % 4}", models=PAIR, no_cache=True)
+            if d.predicted_quality is None or not 0 <= d.predicted_quality <= 1:
+                errors.append(f"no prediction: {d.reason}")
+            # Labels agree with the training data: routing must not drift.
+            r.record(d, "a", 10, 10, 50.0, outcome=1.0 if (d.model == STRONG or not code) else 0.0)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[:3]
+    assert r.stats()["quality"]["labels"] == 16 * 60
+    assert r.route(code_prompt(5), models=PAIR, no_cache=True).model == STRONG
+    assert r.route(chat_prompt(5), models=PAIR, no_cache=True).model == CHEAP
+
+
+def test_builtin_artefact_loads() -> None:
+    from routerx.quality import builtin_path, load_quality_model
+
+    m = load_quality_model("builtin")
+    assert builtin_path().is_file() and len(m.names) == 2 and m.embedder == "static"
+    r = routerx.Router({"quality": {"model": "builtin", "models": {STRONG: "gpt-4-1106-preview", CHEAP: "mistralai/Mixtral-8x7B-Instruct-v0.1"}}}, db=None)
+    p = r.predict_quality("What is the capital of France?\nA. Paris\nB. Rome\nC. Madrid\nD. Berlin\nAnswer:")
+    assert p is not None and 0 < p[CHEAP] < 1 and 0 < p[STRONG] < 1
+
+
+def test_eval_on_routerbench_beats_the_single_model_hull(tmp_path: Path) -> None:
+    shared_data("routerbench-routerdc-subset")
+    assert cli(["eval", "--data", "routerbench", "--folds", "3", "--out-dir", str(tmp_path), "--json"]) == 0
+    rep: Dict[str, Any] = json.loads((tmp_path / "report.json").read_text())
+    m = rep["metrics"]
+    assert rep["prompts"] > 2000 and len(rep["models"]) == 11
+    assert m["aiq"] > m["aiq_single_hull"], m
+    assert m["oracle_quality"] > m["best_single_quality"]
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+    rows = (tmp_path / "table.csv").read_text().splitlines()
+    assert rows[0].startswith("curve,knob,quality,cost_usd") and len(rows) > 100
+
+
+def test_eval_two_model_metrics(tmp_path: Path) -> None:
+    shared_data("routellm-evals")
+    assert cli(["eval", "--data", "mt-bench", "--model", "builtin", "--json", "--out-dir", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "report.json").read_text())["metrics"]
+    assert m["strong"] == "gpt-4-1106-preview" and 0 <= m["apgr"] <= 1.2
+    assert m["cpt50"] is None or 0 <= m["cpt50"] <= 1

@@ -40,6 +40,7 @@ def add_parsers(sub: Any) -> None:
     e = sub.add_parser("eval", help="cost–quality curve and routing metrics of the learned router")
     add_data_arguments(e)
     e.add_argument("--model", help="evaluate this artefact (default: train and cross-validate on --data)")
+    e.add_argument("--alias", action="append", default=[], metavar="DATA_MODEL=ARTEFACT_MODEL", help="with --model: read a data model's predictions from an artefact model of another name (repeatable)")
     e.add_argument("--folds", type=int, default=5)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--embedder", choices=EMBEDDERS, default=DEFAULT_EMBEDDER, help="for cross-validation")
@@ -91,7 +92,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_with(model_path: str, data: OutcomeSet) -> Any:
+def _aliases(specs: Sequence[str]) -> Dict[str, str]:
+    out = {}
+    for s in specs:
+        a, sep, b = s.partition("=")
+        if not sep or not a or not b:
+            raise ConfigError(f"--alias {s!r}: expected DATA_MODEL=ARTEFACT_MODEL", field="alias")
+        out[a] = b
+    return out
+
+
+def _predict_with(model_path: str, data: OutcomeSet, aliases: Optional[Dict[str, str]] = None) -> Any:
     """p̂ from a saved artefact, through the core's own evaluation (routerx._core.QualityModel)."""
     import numpy as np
 
@@ -102,10 +113,11 @@ def _predict_with(model_path: str, data: OutcomeSet) -> Any:
     if model_id != m.embedder_id:
         raise ConfigError(f"{model_path}: trained on {m.embedder_id} vectors, this embedder is {model_id}", file=model_path)
     raw = np.frombuffer(m.predict(np.ascontiguousarray(x, dtype=np.float32).tobytes()), dtype=np.float32).reshape(len(data), len(m.names))
-    missing = [name for name in data.models if name not in m.names]
+    wanted = [(aliases or {}).get(name, name) for name in data.models]
+    missing = [name for name in wanted if name not in m.names]
     if missing:
-        raise ConfigError(f"{model_path}: the artefact has no model {missing[0]!r} (it has {', '.join(m.names)})", file=model_path)
-    return raw[:, [m.names.index(name) for name in data.models]].astype(np.float64)
+        raise ConfigError(f"{model_path}: the artefact has no model {missing[0]!r} (it has {', '.join(m.names)}; map names with --alias)", file=model_path)
+    return raw[:, [m.names.index(name) for name in wanted]].astype(np.float64)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -118,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         notes.append(f"{int((~keep).sum())} prompts without every model's outcome were left out")
         data = data.subset([int(i) for i in np.nonzero(keep)[0]])
     if args.model:
-        p = _predict_with(args.model, data)
+        p = _predict_with(args.model, data, _aliases(args.alias))
         how = f"artefact {args.model}"
     else:
         x, _ = embed_prompts(data.prompts, args.embedder, args.tail_chars)

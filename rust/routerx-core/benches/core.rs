@@ -58,6 +58,24 @@ fn benches(c: &mut Criterion) {
     let o = core.route(&req, &cons).unwrap();
     core.record(&o, "answer".into(), 200, 300, 1000.0, true).unwrap();
     c.bench_function("route_exact_hit_200", |b| b.iter(|| core.route(black_box(&req), &cons).unwrap()));
+
+    // The learned router's prediction: 11 models × 384 weights (mirrors bench/test_bench_quality.py).
+    let models: Vec<serde_json::Value> = (0..11)
+        .map(|j| serde_json::json!({"name": format!("model-{j}"), "bias": 0.1 * j as f32, "weights": (0..384).map(|i| ((i * 7 + j * 13) % 17) as f32 / 17.0 - 0.5).collect::<Vec<f32>>()}))
+        .collect();
+    let doc = serde_json::json!({"format": "routerx-quality", "version": 1, "embedder": "bench", "embedder_id": "bench@0", "dim": 384, "tail_chars": 1024, "models": models}).to_string();
+    let qm = routerx_core::quality::QualityModel::from_json(&doc, "bench").unwrap();
+    let v: Vec<f32> = (0..384).map(|i| ((i % 11) as f32 - 5.0) / 40.0).collect();
+    c.bench_function("quality_predict_11x384", |b| b.iter(|| qm.predict(black_box(&v))));
+    let embed: routerx_core::quality::EmbedFn = {
+        let v = v.clone();
+        std::sync::Arc::new(move |_: &str| Ok(v.clone()))
+    };
+    let names: Vec<String> = (0..12).map(|i| format!("model-{i}")).collect();
+    let mut qr = routerx_core::quality::QualityRouter::new(qm, embed, &names, &Default::default(), Default::default()).unwrap();
+    qr.willingness_to_pay = Some(0.01);
+    core.set_quality(Some(std::sync::Arc::new(qr)));
+    c.bench_function("route_miss_200_learned_precomputed_vector", |b| b.iter(|| core.route(black_box(&req), &miss).unwrap()));
 }
 
 criterion_group!(core_benches, benches);

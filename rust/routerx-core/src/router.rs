@@ -819,9 +819,40 @@ impl Core {
 mod tests {
     use super::*;
     use crate::policy::tests::table;
+    use std::collections::HashMap;
 
     fn core() -> Core {
         Core::new(CoreConfig::default(), Classifier::default_model(), table()).unwrap()
+    }
+
+    #[test]
+    fn learned_quality_replaces_the_catalog_and_feedback_is_counted() {
+        use crate::quality::{EmbedFn, FeedbackConfig, QualityModel, QualityRouter};
+        let core = core();
+        // "small" is predicted excellent on prompts that start with "easy", useless otherwise.
+        let w = |k: usize| (0..2).map(|i| if i == k { 8.0 } else { -8.0 }).collect::<Vec<f32>>();
+        let doc = serde_json::json!({"format": "routerx-quality", "version": 1, "embedder": "t", "embedder_id": "t@1", "dim": 2, "tail_chars": 64,
+            "models": [{"name": "small", "bias": 0.0, "weights": w(0)}, {"name": "big", "bias": 6.0, "weights": [0.0, 0.0]}]}).to_string();
+        let embed: EmbedFn = Arc::new(|t: &str| Ok(if t.starts_with("easy") { vec![1.0, 0.0] } else { vec![0.0, 1.0] }));
+        let names: Vec<String> = core.policy().table.models.iter().map(|m| m.name.clone()).collect();
+        let mut q = QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default()).unwrap();
+        q.willingness_to_pay = Some(1.0);
+        core.set_quality(Some(Arc::new(q)));
+        let c = Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
+        let easy = core.route(&Request::from_prompt("t", "easy: what is 2+2?"), &c).unwrap();
+        let hard = core.route(&Request::from_prompt("t", "prove the Riemann hypothesis"), &c).unwrap();
+        assert_eq!(easy.names().0.as_ref(), "small");
+        assert_ne!(hard.names().0.as_ref(), "small", "{}", hard.reason());
+        assert!(easy.reason().contains("learned router") && easy.reason().contains("willingness to pay"), "{}", easy.reason());
+        assert!(core.feedback(&easy, 1.0).unwrap());
+        assert!(core.feedback(&easy, 2.0).is_err());
+        assert_eq!(core.quality().unwrap().feedback_stats().labels, 1);
+        // Removing it: the catalog decides again (cold start).
+        core.set_quality(None);
+        let cold = core.route(&Request::from_prompt("t", "easy: what is 2+2?"), &c).unwrap();
+        let Served::Routed(r) = &cold.served else { panic!() };
+        assert!(!r.choice.predicted && r.learned.is_none());
+        assert!(!core.feedback(&cold, 1.0).unwrap());
     }
 
     #[test]

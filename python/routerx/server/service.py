@@ -741,15 +741,17 @@ class RouterService:
             rid, authz = _metadata(context)
             tenant, forced = fast[2], None
             settings = st.settings
-            p: Optional[Principal] = settings.authenticate(authz) if settings.auth_required else None
-            if p is None and settings.auth_required:
-                hit = None  # the general path answers UNAUTHENTICATED
-            else:
-                if p is not None:
-                    if p.admin:
-                        tenant = p.tenant if p.tenant is not None else tenant
-                    else:
-                        forced = p.tenant
+            p: Optional[Principal] = None
+            if settings.api_keys:
+                p = settings.authenticate(authz)
+                if p is None:
+                    fast = None  # the general path answers UNAUTHENTICATED
+                elif p.admin:
+                    tenant = p.tenant if p.tenant is not None else tenant
+                else:
+                    forced = p.tenant
+            hit = None
+            if fast is not None:
                 try:
                     hit = fast[0](data, fast[1], tenant, forced)
                 except Exception as e:  # the request was validated first: not expected

@@ -59,6 +59,13 @@ fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     py.detach(f)
 }
 
+/// Lowercase hex, two digits a byte (what Python's `bytes.hex()` gives), without the
+/// formatting machinery: ids are made on every call.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|&b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
+}
+
 fn owned_str(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     if let Ok(s) = obj.cast::<PyString>() {
         return s.to_str().map(str::to_owned).map_err(|_| invalid(field, "is not valid UTF-8 (it contains a lone surrogate)"));
@@ -227,7 +234,7 @@ impl PyDecision {
     }
     #[getter]
     fn entry_id(&self) -> String {
-        format!("{:032x}", self.0.key)
+        hex(&self.0.key.to_be_bytes())
     }
     #[getter]
     fn entry_age_s(&self) -> Option<f64> {
@@ -623,11 +630,7 @@ impl PyCore {
         let Some(hit) = core.route_if_cached(&req, c).map_err(to_py_err)? else { return Ok(None) };
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("no random decision id: {e}")))?;
-        let did = id.iter().fold(String::with_capacity(32), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+        let did = hex(&id);
         let d = PyDecision(Arc::new(hit));
         let body = PyBytes::new(py, &d.encode(py, &did, 0.0, r.detect_language, None));
         let (tenant, avoided) = (d.0.tenant.to_string(), d.cost_avoided_usd());

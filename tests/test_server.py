@@ -292,6 +292,61 @@ def test_record_then_exact_hit_carries_the_answer(client: Client) -> None:
     assert client.record(d2, "x", 1, 1, 1.0).stored is False
 
 
+def test_exact_hit_fast_path_answers_as_the_general_path(server: RunningServer, client: Client, stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain request answered from the exact cache takes Route's one-call fast path: the same
+    Decision as the general path, a fresh random decision_id that Record accepts, the tenant's
+    counters, the caller's x-request-id in the trailer, and the handler's overhead."""
+    prompt, tenant = "Translate into Italian: the meeting is cancelled.", "t-fast"
+    d = client.route(prompt, tenant=tenant)
+    client.record(d, "La riunione è annullata.", 10, 6, 200.0)
+    state = server.service.state
+    assert state.fast is not None  # the default Router does not override route()
+    before, everything = client.stats(tenant=tenant), client.stats()
+    req = pb.RouteRequest(prompt=prompt, tenant=tenant, cache=pb.CacheControl())  # an empty CacheControl is still plain
+    fast, call = stub.Route.with_call(req, timeout=5, metadata=(("x-request-id", "rid-fast-1"),))
+    assert dict(call.trailing_metadata())["x-request-id"] == "rid-fast-1"
+    monkeypatch.setattr(state, "fast", None)
+    general, call = stub.Route.with_call(req, timeout=5)
+    monkeypatch.undo()
+    assert dict(call.trailing_metadata())["x-request-id"] not in ("", "rid-fast-1")
+    assert fast.cache == pb.CACHE_OUTCOME_EXACT and fast.cached_response == "La riunione è annullata." and fast.tenant == tenant
+    assert re.fullmatch(r"[0-9a-f]{32}", fast.decision_id) and fast.decision_id != general.decision_id
+    assert fast.overhead_us > 0 and fast.route_ns > 0
+    did = fast.decision_id
+    for m in (fast, general):
+        m.decision_id, m.overhead_us, m.route_ns, m.entry_age_s = "", 0, 0, 0
+    assert fast == general
+    # Messages instead of a prompt, and the default tenant, take the fast path too.
+    msgs = [pb.ChatMessage(role="user", content="Translate into Italian: the invoice is paid.")]
+    d2 = client.route([{"role": "user", "content": "Translate into Italian: the invoice is paid."}])
+    client.record(d2, "La fattura è pagata.", 9, 5, 150.0)
+    hit2 = stub.Route(pb.RouteRequest(messages=msgs), timeout=5)
+    assert hit2.cache == pb.CACHE_OUTCOME_EXACT and hit2.tenant == "default" and hit2.cached_response == "La fattura è pagata."
+    # The held decision records like any other: once, then replayed.
+    rec = stub.Record(pb.RecordRequest(decision_id=did, response_text="ignored", input_tokens=3, output_tokens=2, latency_ms=1.0), timeout=5)
+    assert not rec.stored and not rec.replayed
+    assert stub.Record(pb.RecordRequest(decision_id=did, response_text="ignored"), timeout=5).replayed
+    after = client.stats(tenant=tenant)
+    for k, n in (("requests", 2), ("exact_hits", 2), ("records", 1), ("misses", 0), ("input_tokens", 0)):
+        assert after[k] == before[k] + n, k
+    assert after["cost_avoided_usd"] == pytest.approx(before["cost_avoided_usd"] + 2 * fast.cost_avoided_usd)
+    assert client.stats()["exact_hits"] == everything["exact_hits"] + 3
+    # What is not a plain hit still gets the general path's answers.
+    assert stub.Route(pb.RouteRequest(prompt=prompt, tenant=tenant, cache=pb.CacheControl(no_cache=True)), timeout=5).cache == pb.CACHE_OUTCOME_BYPASS
+    e = rpc_error(stub.Route, pb.RouteRequest(prompt=prompt, messages=msgs, tenant=tenant), timeout=5)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "prompt" in e.details() and trailing(e)["routerx-field"] == "prompt"
+    e = rpc_error(stub.Route, pb.RouteRequest(prompt=prompt, tenant=""), timeout=5)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and trailing(e)["routerx-field"] == "tenant"
+    raw = server_channel_route(server)
+    e = rpc_error(raw, b"\x0a\x02\xff\xfe", timeout=5)  # a prompt that is not UTF-8
+    assert e.code() == grpc.StatusCode.INTERNAL and "deserializ" in e.details().lower()
+
+
+def server_channel_route(server: RunningServer) -> Any:
+    ch = grpc.insecure_channel(server.target)
+    return ch.unary_unary("/routerx.v1.Router/Route", request_serializer=None, response_deserializer=None)
+
+
 def test_tenant_isolation_and_invalidate(client: Client) -> None:
     prompt = "Summarize: the committee met on Tuesday and postponed the vote to next month."
     d = client.route(prompt, tenant="tenant-a")

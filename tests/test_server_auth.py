@@ -190,6 +190,25 @@ def test_the_key_decides_the_tenant(a: Client, b: Client, admin: Client) -> None
     assert admin.route("Which tenant am I?").tenant == "default"
 
 
+def test_the_key_decides_the_tenant_on_exact_hits(server: RunningServer, a: Client, admin: Client) -> None:
+    """Route's exact-hit fast path applies the same key rules as the general path."""
+    prompt = "Translate into Spanish: the key decides the tenant."
+    d = a.route(prompt)
+    a.record(d, "La clave decide el inquilino.", 9, 6, 100.0)
+    assert server.service.state.fast is not None
+    hit = a.route(prompt)
+    assert hit.cache == "exact" and hit.tenant == "acme" and a.route(prompt, tenant="acme").cache == "exact"
+    e = denied(a.route, prompt, tenant="globex")
+    assert e.code == grpc.StatusCode.PERMISSION_DENIED and "tenant" in str(e)
+    assert admin.route(prompt, tenant="acme").cache == "exact"
+    assert admin.route(prompt).tenant == "default"  # an admin key without a tenant: the default, a miss
+    with Client(server.target, timeout=5) as anonymous:
+        assert denied(anonymous.route, prompt, tenant="acme").code == grpc.StatusCode.UNAUTHENTICATED
+    with Client(server.target, timeout=5, api_key="wrong-key-0123456789") as wrong:
+        assert denied(wrong.route, prompt, tenant="acme").code == grpc.StatusCode.UNAUTHENTICATED
+    assert a.stats()["exact_hits"] >= 2
+
+
 def test_tenants_see_only_their_own_entries_and_stats(a: Client, b: Client, admin: Client) -> None:
     prompt = "Summarize: the board approved the merger after a four-hour meeting."
     da = a.route(prompt)

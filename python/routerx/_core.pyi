@@ -166,6 +166,9 @@ class Core:
         caller: Optional[int] = None,
         verifier_threshold: Optional[float] = None,
     ) -> Decision: ...
+    def route_hit_wire(
+        self, data: bytes, constraints: Constraints, tenant: str, forced_tenant: Optional[str] = None
+    ) -> Optional[Tuple[Decision, str, bytes, str, float]]: ...
     def route_many(self, items: List[Tuple[_Prompt, str, Constraints, Optional[_Extras], Optional[_Labels]]]) -> List[Decision]: ...
     def record(
         self, decision: Decision, response: Union[str, bytes], input_tokens: int, output_tokens: int, latency_ms: float, ok: bool = True

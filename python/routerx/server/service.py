@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -84,7 +85,7 @@ class ServerState:
     """The router and everything tied to it. Never mutated after construction except for the
     thread-safe bookkeeping objects it holds."""
 
-    __slots__ = ("router", "settings", "counters", "entries", "owned", "gen")
+    __slots__ = ("router", "settings", "counters", "entries", "owned", "gen", "fast")
     _gens = itertools.count(1)
 
     def __init__(self, router: Router, settings: ServerSettings, owned: bool) -> None:
@@ -97,6 +98,11 @@ class ServerState:
         self.entries = tc.EntryIndex(router.config.cache_max_entries)
         #: Whether the server built this router (and so closes it when done).
         self.owned = owned
+        #: What Route's exact-hit fast path calls: the core's route_hit_wire, the router's default
+        #: constraints and tenant. None when a subclass overrides route(), which must see every call.
+        core = getattr(router, "_core", None)
+        fast = getattr(core, "route_hit_wire", None)
+        self.fast: Optional[Tuple[Callable[..., Any], Any, str]] = (fast, router._default, router._tenant) if fast is not None and type(router).route is Router.route else None
 
 
 class Call:
@@ -184,6 +190,11 @@ class DecisionStore:
         # 128 random bits: ids are capabilities (whoever has one can record against that
         # tenant's cache), so they must not be guessable.
         did = os.urandom(16).hex()
+        self.put_id(did, decision, tenant)
+        return did
+
+    def put_id(self, did: str, decision: Any, tenant: Optional[str] = None) -> None:
+        """:meth:`put` under an id the caller drew as put() does (16 bytes from the OS's CSPRNG)."""
         now = self._clock()
         with self._lock:
             # Expired entries are invisible to claim() anyway; sweeping every 32nd put keeps
@@ -197,7 +208,6 @@ class DecisionStore:
                 if len(self._d) > self.max_entries:
                     self._d.popitem(last=False)
                     self.evicted += 1
-        return did
 
     def claim(self, did: str, tenant: Optional[str] = None) -> Union[Any, Recorded]:
         """The decision to record (marking it in flight), or the result of an earlier Record.
@@ -400,6 +410,12 @@ def _ascii(v: str, limit: int = 200) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in v[:limit])
 
 
+#: Handlers that serve a method under another name, and the methods registered with raw request bytes.
+_RPC_NAMES = {"_route_request": "Route"}
+_RAW_REQUEST = frozenset({"Route"})
+_OVERHEAD_KEY = b"\xc9\x01"  # Decision.overhead_us: field 25, 64-bit
+_DOUBLE = struct.Struct("<d")
+
 #: Server-made request ids: unique per process and run, cheap (no syscall per call).
 _RID_PREFIX = os.urandom(4).hex()
 _rid_seq = itertools.count(1)
@@ -523,8 +539,9 @@ def _rpc(fn: Callable[["RouterService", Req, grpc.ServicerContext, Call], Resp])
 
     A handler gets a :class:`Call` (its state, principal, and ``info`` dict of log fields to add
     to); it raises routerx exceptions or :class:`RpcStatusError` and never calls ``context.abort``.
+    The method's name in the log is the handler's (``_route_request`` logs as Route).
     """
-    name = fn.__name__
+    name = _RPC_NAMES.get(fn.__name__, fn.__name__)
 
     @functools.wraps(fn)
     def wrapper(self: "RouterService", request: Req, context: grpc.ServicerContext) -> Resp:
@@ -710,8 +727,58 @@ class RouterService:
     def _hold(self, call: Call, d: Any) -> str:
         return self.decisions.put((d, call.state.gen), d.tenant)
 
+    def Route(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """Registered with the raw request bytes. A plain request answered from the exact cache
+        (the common case under load) costs one call into the core, which decodes the request,
+        looks it up and encodes the answer; the Python left is the bookkeeping the general path
+        does for a hit (decision held for Record, tenant counters, request-id trailer). Anything
+        else (a miss, constraints, tombstones, debug logging, an invalid request) is decoded
+        here and takes the general path, which answers exactly as before."""
+        t0 = time.perf_counter_ns()
+        st = self.state
+        fast = st.fast
+        if fast is not None and not st.entries.has_tombstones and not log.isEnabledFor(logging.DEBUG):
+            rid, authz = _metadata(context)
+            tenant, forced = fast[2], None
+            settings = st.settings
+            p: Optional[Principal] = None
+            if settings.api_keys:
+                p = settings.authenticate(authz)
+                if p is None:
+                    fast = None  # the general path answers UNAUTHENTICATED
+                elif p.admin:
+                    tenant = p.tenant if p.tenant is not None else tenant
+                else:
+                    forced = p.tenant
+            hit = None
+            if fast is not None:
+                try:
+                    hit = fast[0](data, fast[1], tenant, forced)
+                except Exception as e:  # the request was validated first: not expected
+                    _fail(e, Call(st, {"rid": rid, "rpc": "Route"}), context, t0)
+                    raise AssertionError("unreachable") from None
+            if hit is not None:
+                d, did, body, tenant, avoided = hit
+                self.decisions.put_id(did, (d, st.gen), tenant)
+                c = st.counters.of(tenant)
+                n = c.n
+                n[tc.REQUESTS] += 1
+                n[tc.EXACT_HITS] += 1
+                c.cost_avoided_usd += avoided
+                context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+                # overhead_us is the Decision's last field on a hit: appended once it is known.
+                out: bytes = body + _OVERHEAD_KEY + _DOUBLE.pack((time.perf_counter_ns() - t0) / 1e3)
+                return out
+        try:
+            request = pb.RouteRequest.FromString(data)
+        except Exception as e:  # what grpc answers when a registered deserializer fails
+            log.error("rpc=Route status=INTERNAL error=%s", json.dumps(f"undecodable request: {e}"))
+            context.abort(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+            raise AssertionError("unreachable: context.abort raises") from None
+        return self._route_request(request, context)
+
     @_rpc
-    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext, call: Call) -> bytes:
+    def _route_request(self, request: pb.RouteRequest, context: grpc.ServicerContext, call: Call) -> bytes:
         t0 = time.perf_counter_ns()
         fields = call.info["route"] = _RouteLog(request)
         prompt, kw = route_args(request)
@@ -897,7 +964,7 @@ def add_to_server(service: RouterService, server: grpc.Server) -> None:
     handlers: Dict[str, grpc.RpcMethodHandler] = {}
     for m in pb.DESCRIPTOR.services_by_name["Router"].methods:
         fn = getattr(service, m.name)
-        deserialize = getattr(pb, m.input_type.name).FromString
+        deserialize = None if m.name in _RAW_REQUEST else getattr(pb, m.input_type.name).FromString
         if m.client_streaming and m.server_streaming:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(fn, request_deserializer=deserialize, response_serializer=_serialize)
         elif not m.client_streaming and not m.server_streaming:

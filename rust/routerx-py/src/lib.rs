@@ -60,6 +60,13 @@ fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     py.detach(f)
 }
 
+/// Lowercase hex, two digits a byte (what Python's `bytes.hex()` gives), without the
+/// formatting machinery: ids are made on every call.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|&b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
+}
+
 fn owned_str(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<String> {
     if let Ok(s) = obj.cast::<PyString>() {
         return s.to_str().map(str::to_owned).map_err(|_| invalid(field, "is not valid UTF-8 (it contains a lone surrogate)"));
@@ -230,7 +237,7 @@ impl PyDecision {
     }
     #[getter]
     fn entry_id(&self) -> String {
-        format!("{:032x}", self.0.key)
+        hex(&self.0.key.to_be_bytes())
     }
     #[getter]
     fn entry_age_s(&self) -> Option<f64> {
@@ -395,6 +402,18 @@ impl PyDecision {
     /// `cache` overrides the outcome name; `language` fills the detected language (costly).
     #[pyo3(signature = (decision_id, overhead_us, language=false, cache=None))]
     fn wire<'py>(&self, py: Python<'py>, decision_id: &str, overhead_us: f64, language: bool, cache: Option<&str>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.encode(py, decision_id, overhead_us, language, cache))
+    }
+
+    fn __repr__(&self) -> String {
+        let (m, _, t) = self.0.names();
+        format!("Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})", self.cache(), self.category(), self.predicted_cost_usd())
+    }
+}
+
+impl PyDecision {
+    /// `routerx.v1.Decision` bytes; `overhead_us == 0.0` leaves that field out.
+    fn encode(&self, py: Python<'_>, decision_id: &str, overhead_us: f64, language: bool, cache: Option<&str>) -> Vec<u8> {
         let o = &self.0;
         let (model, provider, tier) = o.names();
         let fallbacks = match &o.served {
@@ -445,12 +464,7 @@ impl PyDecision {
             similarity: self.similarity(),
             semantic_entry: self.semantic_entry(),
         };
-        PyBytes::new(py, &msg.to_bytes())
-    }
-
-    fn __repr__(&self) -> String {
-        let (m, _, t) = self.0.names();
-        format!("Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})", self.cache(), self.category(), self.predicted_cost_usd())
+        msg.to_bytes()
     }
 }
 
@@ -589,6 +603,65 @@ impl PyCore {
         })
         .map_err(to_py_err)?;
         Ok(PyDecision(Arc::new(out)))
+    }
+
+    /// The gRPC server's Route on an exact hit, in one call: `data` is a serialized
+    /// `routerx.v1.RouteRequest`. A plain request (prompt or messages, optional tenant, no
+    /// constraints, cache controls, tools or params) answered from the exact cache returns
+    /// `(decision, decision_id, Decision bytes without overhead_us, tenant, cost_avoided_usd)`,
+    /// the hit counted exactly as `route` counts it; `decision_id` is 128 bits from the OS's
+    /// CSPRNG, in hex. Anything else (undecodable, not plain, invalid, a miss) returns None with
+    /// nothing counted: the caller takes the general path, which answers it as before.
+    ///
+    /// `tenant` is the tenant when the request names none; `forced_tenant` (an API key bound to
+    /// one tenant) is the only tenant the request may name.
+    #[pyo3(signature = (data, constraints, tenant, forced_tenant=None))]
+    #[allow(clippy::type_complexity)]
+    fn route_hit_wire<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        constraints: &Bound<'py, PyConstraints>,
+        tenant: &str,
+        forced_tenant: Option<&str>,
+    ) -> PyResult<Option<(PyDecision, String, Bound<'py, PyBytes>, String, f64)>> {
+        use prost::Message as _;
+        let Ok(r) = wire::RouteRequest::decode(data) else { return Ok(None) };
+        if r.constraints.is_some() || !r.tools_json.is_empty() || !r.params_json.is_empty() || r.cache.as_ref().is_some_and(|c| !c.is_default()) {
+            return Ok(None);
+        }
+        let tenant = match forced_tenant {
+            Some(f) if r.tenant.as_deref().is_some_and(|t| t != f) => return Ok(None),
+            Some(f) => f.to_owned(),
+            None => r.tenant.unwrap_or_else(|| tenant.to_owned()),
+        };
+        let messages = if r.messages.is_empty() {
+            vec![Message::user(r.prompt)]
+        } else if !r.prompt.is_empty() {
+            return Ok(None);
+        } else {
+            let mut out = Vec::with_capacity(r.messages.len());
+            for m in r.messages {
+                let Some(role) = Role::parse(&m.role) else { return Ok(None) };
+                out.push(Message { role, content: m.content });
+            }
+            out
+        };
+        let req = Request { tenant, messages, ..Default::default() };
+        let core = &self.0;
+        let c = &constraints.get().0;
+        // Invalid requests go the general way, which reports them (and counts them once).
+        if c.validate().is_err() || req.validate(core.config().max_prompt_bytes).is_err() {
+            return Ok(None);
+        }
+        let Some(hit) = core.route_if_cached(&req, c).map_err(to_py_err)? else { return Ok(None) };
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("no random decision id: {e}")))?;
+        let did = hex(&id);
+        let d = PyDecision(Arc::new(hit));
+        let body = PyBytes::new(py, &d.encode(py, &did, 0.0, r.detect_language, None));
+        let (tenant, avoided) = (d.0.tenant.to_string(), d.cost_avoided_usd());
+        Ok(Some((d, did, body, tenant, avoided)))
     }
 
     /// Routes many requests in one call. Every request is checked before any is routed, so a bad

@@ -5,6 +5,10 @@
 //! a cache hit's handler time). The structs mirror `protos/routerx/v1/router.proto`; the Python
 //! tests decode the bytes with the generated `router_pb2.Decision` and compare every field with
 //! the in-process Decision, so a drift between the two fails there.
+//!
+//! `RouteRequest` is decoded here for the server's exact-hit fast path only: just enough of it
+//! to tell a plain request (what the fast path answers) from everything else (left to the
+//! general path, which decodes it again in Python).
 
 use prost::Message;
 
@@ -81,6 +85,58 @@ pub struct Decision {
     pub similarity: Option<f32>,
     #[prost(uint64, optional, tag = "27")]
     pub semantic_entry: Option<u64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChatMessage {
+    #[prost(string, tag = "1")]
+    pub role: String,
+    #[prost(string, tag = "2")]
+    pub content: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CacheControl {
+    #[prost(bool, tag = "1")]
+    pub no_cache: bool,
+    #[prost(bool, tag = "2")]
+    pub no_store: bool,
+    #[prost(double, optional, tag = "3")]
+    pub ttl_s: Option<f64>,
+    #[prost(float, optional, tag = "4")]
+    pub min_similarity: Option<f32>,
+}
+
+impl CacheControl {
+    pub fn is_default(&self) -> bool {
+        !self.no_cache && !self.no_store && self.ttl_s.is_none() && self.min_similarity.is_none()
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RouteRequest {
+    #[prost(string, tag = "1")]
+    pub prompt: String,
+    #[prost(message, repeated, tag = "2")]
+    pub messages: Vec<ChatMessage>,
+    #[prost(string, optional, tag = "3")]
+    pub tenant: Option<String>,
+    /// Not used by routing, but decoded so that invalid UTF-8 fails here as in Python.
+    #[prost(string, tag = "4")]
+    pub agent: String,
+    #[prost(string, tag = "5")]
+    pub workflow: String,
+    /// `Constraints`: only whether it is present matters here (present: not a plain request).
+    #[prost(bytes = "vec", optional, tag = "6")]
+    pub constraints: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "7")]
+    pub cache: Option<CacheControl>,
+    #[prost(string, tag = "8")]
+    pub tools_json: String,
+    #[prost(string, tag = "9")]
+    pub params_json: String,
+    #[prost(bool, tag = "10")]
+    pub detect_language: bool,
 }
 
 pub fn cache_outcome(name: &str) -> i32 {

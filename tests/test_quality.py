@@ -85,7 +85,7 @@ def test_predicted_quality_drives_the_choice(artefact: Path) -> None:
     # Catalog models the artefact does not know keep their catalog quality (None here).
     assert p["gpt-4o"] is None
     st = r.stats()["quality"]
-    assert st["mapped"] == [[STRONG, STRONG], [CHEAP, CHEAP]] or st["mapped"] == [(STRONG, STRONG), (CHEAP, CHEAP)]
+    assert st["mapped"] == {STRONG: STRONG, CHEAP: CHEAP} and st["labels"] == 0
 
 
 def test_the_knob_moves_along_the_curve(artefact: Path) -> None:
@@ -272,3 +272,34 @@ def test_eval_two_model_metrics(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "report.json").read_text())["metrics"]
     assert m["strong"] == "gpt-4-1106-preview" and 0 <= m["apgr"] <= 1.2
     assert m["cpt50"] is None or 0 <= m["cpt50"] <= 1
+
+
+def test_served_learned_router_matches_in_process(artefact: Path, tmp_path: Path) -> None:
+    pytest.importorskip("grpc")
+    from routerx.client import Client
+    from routerx.server import serve
+
+    cfg = tmp_path / "routerx.toml"
+    cfg.write_text(f'[quality]\nmodel = "{artefact}"\nmin_labels = 1\n[accounting]\ndb = ""\n')
+    local = routerx.Router(str(cfg), db=None)
+    srv = serve(str(cfg), port=0, block=False, workers=4)
+    try:
+        with Client(srv.target, timeout=10) as c:
+            c.wait_ready(5)
+            for prompt in (code_prompt(9), chat_prompt(9)):
+                for wtp in (None, 0.0, 0.05):
+                    kw: Dict[str, Any] = {"models": PAIR, "no_cache": True} if wtp is None else {"models": PAIR, "no_cache": True, "willingness_to_pay": wtp}
+                    a, b = c.route(prompt, **kw), local.route(prompt, **kw)
+                    assert (a.model, a.tier, a.reason, a.willingness_to_pay) == (b.model, b.tier, b.reason, b.willingness_to_pay)
+                    assert a.predicted_quality == pytest.approx(b.predicted_quality)
+            d = c.route(chat_prompt(3), models=PAIR, no_cache=True, willingness_to_pay=0.05)
+            c.record(d, "answer", 10, 10, 100.0, outcome=0.0)
+            assert srv.router.stats()["quality"]["labels"] == 1
+            remote, mine = c.stats()["quality"], srv.router.stats()["quality"]
+            assert remote == mine and remote["mapped"] == {STRONG: STRONG, CHEAP: CHEAP}
+            with pytest.raises(InvalidRequestError, match="outcome"):
+                c.record(c.route(chat_prompt(4), models=PAIR, no_cache=True), "x", 1, 1, 1.0, outcome=3.0)
+            with pytest.raises(InvalidConstraintError, match="willingness_to_pay"):
+                c.route("hi", willingness_to_pay=-1.0)
+    finally:
+        srv.stop(0)

@@ -186,6 +186,8 @@ def _expected_fields(d: Any, did: str, overhead: float) -> Dict[str, Any]:
         "overhead_us": overhead,
         "similarity": d.similarity,
         "semantic_entry": d.semantic_entry,
+        "predicted_quality": d.predicted_quality,
+        "willingness_to_pay": d.willingness_to_pay,
     }
 
 

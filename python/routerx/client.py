@@ -35,8 +35,8 @@ __all__ = ["Client", "RemoteDecision", "CachedAnswer", "RemoteError", "AccessDen
 
 MAX_MESSAGE_BYTES = 16 << 20
 _CACHE_NAME = {pb.CACHE_OUTCOME_EXACT: "exact", pb.CACHE_OUTCOME_MISS: "miss", pb.CACHE_OUTCOME_BYPASS: "bypass", pb.CACHE_OUTCOME_SEMANTIC: "semantic"}
-_CONSTRAINT_FIELDS = {"latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "ttl_s", "constraints", "min_similarity"}
-_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "detect_language", "min_similarity")
+_CONSTRAINT_FIELDS = {"latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "ttl_s", "constraints", "min_similarity", "willingness_to_pay"}
+_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "detect_language", "min_similarity", "willingness_to_pay")
 _ERRORS: Dict[str, Type[InvalidRequestError]] = {c.__name__: c for c in (InvalidRequestError, InvalidConstraintError, UnknownModelError)}
 
 
@@ -108,6 +108,9 @@ class RemoteDecision:
     #: A semantic hit: cosine similarity to the cached request, and the semantic entry's id.
     similarity: Optional[float] = None
     semantic_entry: Optional[int] = field(default=None, repr=False)
+    #: The learned router's p̂ for the chosen model, and the willingness to pay it maximised value at.
+    predicted_quality: Optional[float] = None
+    willingness_to_pay: Optional[float] = field(default=None, repr=False)
 
     @classmethod
     def from_pb(cls, m: pb.Decision) -> "RemoteDecision":
@@ -152,6 +155,8 @@ class RemoteDecision:
             overhead_us=m.overhead_us,
             similarity=opt("similarity"),
             semantic_entry=opt("semantic_entry"),
+            predicted_quality=opt("predicted_quality"),
+            willingness_to_pay=opt("willingness_to_pay"),
         )
 
 
@@ -226,11 +231,12 @@ def _route_request(
     workflow: Optional[str] = None,
     detect_language: bool = False,
     min_similarity: Optional[float] = None,
+    willingness_to_pay: Optional[float] = None,
 ) -> pb.RouteRequest:
     r = pb.RouteRequest(detect_language=bool(detect_language))
     c = r.constraints
     try:
-        for name, v in (("latency_budget_ms", latency_budget_ms), ("max_cost_usd", max_cost_usd), ("min_quality", min_quality), ("strict", strict)):
+        for name, v in (("latency_budget_ms", latency_budget_ms), ("max_cost_usd", max_cost_usd), ("min_quality", min_quality), ("strict", strict), ("willingness_to_pay", willingness_to_pay)):
             if v is not None:
                 setattr(c, name, v)
         if models is not None:
@@ -297,6 +303,20 @@ def _stats(m: pb.StatsResponse) -> Dict[str, Any]:
     s["tenant"] = m.tenant or None
     s["semantic_hits"] = m.semantic_hits
     s["semantic"] = {k: getattr(m.semantic, k) for k in ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")}
+    q = m.quality
+    s["quality"] = (
+        {
+            "models": list(q.models),
+            "mapped": dict(q.mapped),
+            "willingness_to_pay": q.willingness_to_pay if q.HasField("willingness_to_pay") else None,
+            "labels": q.labels,
+            "ignored_labels": q.ignored_labels,
+            "tenants": q.tenants,
+            "shared_offset": dict(q.shared_offset),
+        }
+        if m.HasField("quality")
+        else None
+    )
     return s
 
 
@@ -385,6 +405,7 @@ class Client:
         workflow: Optional[str] = None,
         detect_language: bool = False,
         min_similarity: Optional[float] = None,
+        willingness_to_pay: Optional[float] = None,
     ) -> RemoteDecision:
         """As ``Router.route``. ``agent`` and ``workflow`` are labels for the server log.
         ``language`` is None unless ``detect_language`` (it costs the server several times the
@@ -406,6 +427,7 @@ class Client:
             workflow=workflow,
             detect_language=detect_language,
             min_similarity=min_similarity,
+            willingness_to_pay=willingness_to_pay,
         )
         return RemoteDecision.from_pb(self._call("Route", r))
 
@@ -500,12 +522,18 @@ class Client:
         output_tokens: int,
         latency_ms: float,
         ok: bool = True,
+        outcome: Union[None, bool, float] = None,
     ) -> Recorded:
         """As ``Router.record``; ``decision`` is a RemoteDecision or its ``decision_id``."""
         did = decision.decision_id if isinstance(decision, RemoteDecision) else decision
         if not isinstance(did, str):
             raise InvalidRequestError("decision: must be a RemoteDecision returned by route() or its decision_id", "decision")
         r = pb.RecordRequest(decision_id=did, response_text=_text(response_text, "response"), ok=bool(ok))
+        if outcome is not None:
+            # Range errors come back from the server, named as in-process.
+            if not isinstance(outcome, (bool, int, float)):
+                raise InvalidRequestError(f"outcome: must be True/False or a number in [0, 1], got {outcome!r}", "outcome")
+            r.outcome = float(outcome)
         for name, v in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
             # Out-of-range counts go to the server, which rejects them like the in-process router.
             if not isinstance(v, int) or isinstance(v, bool):

@@ -471,7 +471,10 @@ class Router:
         if self._semantic is not None and self.semantic_index is not None:
             s["semantic"].update(self._semantic.stats(), index=self.semantic_index.stats(), model_id=self._semantic.model_id, min_similarity=self._semantic.min_similarity)
         s["semantic"]["enabled"] = self._semantic is not None
-        s["quality"] = self._core.quality_stats()
+        q = self._core.quality_stats()
+        if q is not None:
+            q["mapped"], q["shared_offset"] = dict(q["mapped"]), dict(q["shared_offset"])
+        s["quality"] = q
         return s
 
     def predict_quality(self, prompt: str, tenant: Optional[str] = None) -> Optional[Dict[str, Optional[float]]]:

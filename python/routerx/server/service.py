@@ -275,7 +275,7 @@ def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
         kw["tenant"] = r.tenant
     if r.HasField("constraints"):  # the common request has none: skip the field-by-field checks
         c = r.constraints
-        for name in ("latency_budget_ms", "max_cost_usd", "min_quality", "strict"):
+        for name in ("latency_budget_ms", "max_cost_usd", "min_quality", "strict", "willingness_to_pay"):
             if c.HasField(name):
                 kw[name] = getattr(c, name)
         if c.HasField("models"):
@@ -334,6 +334,7 @@ def stats_pb(s: Dict[str, Any], store: DecisionStore) -> pb.StatsResponse:
         classifier=s["classifier"],
         server=pb.ServerStats(decisions_held=len(store), decisions_expired=store.expired, decisions_evicted=store.evicted),
         semantic=pb.SemanticStats(enabled=s["semantic"]["enabled"], **{k: s["semantic"][k] for k in _SEMANTIC_STATS}),
+        quality=None if s.get("quality") is None else pb.QualityStats(**s["quality"]),
     )
 
 
@@ -851,10 +852,11 @@ class RouterService:
             self.decisions.finish(did, None)
             raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: {did!r} was made before config reloads whose router is gone", "decision_id")
         ok = request.ok if request.HasField("ok") else True
+        outcome = request.outcome if request.HasField("outcome") else None
         result: Optional[Recorded] = None
         try:
             # The router that made the decision records it, even after a reload.
-            result = st.router.record(d, request.response_text, request.input_tokens, request.output_tokens, request.latency_ms, ok)
+            result = st.router.record(d, request.response_text, request.input_tokens, request.output_tokens, request.latency_ms, ok, outcome=outcome)
         finally:
             self.decisions.finish(did, result)  # on failure the decision stays recordable
         c = st.counters.of(d.tenant)

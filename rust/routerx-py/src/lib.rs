@@ -463,6 +463,8 @@ impl PyDecision {
             overhead_us,
             similarity: self.similarity(),
             semantic_entry: self.semantic_entry(),
+            predicted_quality: self.predicted_quality(),
+            willingness_to_pay: self.willingness_to_pay(),
         };
         msg.to_bytes()
     }

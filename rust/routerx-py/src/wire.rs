@@ -85,6 +85,10 @@ pub struct Decision {
     pub similarity: Option<f32>,
     #[prost(uint64, optional, tag = "27")]
     pub semantic_entry: Option<u64>,
+    #[prost(float, optional, tag = "28")]
+    pub predicted_quality: Option<f32>,
+    #[prost(double, optional, tag = "29")]
+    pub willingness_to_pay: Option<f64>,
 }
 
 #[derive(Clone, PartialEq, Message)]

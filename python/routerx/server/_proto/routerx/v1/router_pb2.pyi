@@ -35,18 +35,20 @@ class ModelList(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Constraints(_message.Message):
-    __slots__ = ("latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict")
+    __slots__ = ("latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "willingness_to_pay")
     LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
     MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    WILLINGNESS_TO_PAY_FIELD_NUMBER: _ClassVar[int]
     latency_budget_ms: float
     max_cost_usd: float
     min_quality: float
     models: ModelList
     strict: bool
-    def __init__(self, latency_budget_ms: _Optional[float] = ..., max_cost_usd: _Optional[float] = ..., min_quality: _Optional[float] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., strict: _Optional[bool] = ...) -> None: ...
+    willingness_to_pay: float
+    def __init__(self, latency_budget_ms: _Optional[float] = ..., max_cost_usd: _Optional[float] = ..., min_quality: _Optional[float] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., strict: _Optional[bool] = ..., willingness_to_pay: _Optional[float] = ...) -> None: ...
 
 class CacheControl(_message.Message):
     __slots__ = ("no_cache", "no_store", "ttl_s", "min_similarity")
@@ -113,7 +115,7 @@ class Fallback(_message.Message):
     def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., quality: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us", "similarity", "semantic_entry")
+    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us", "similarity", "semantic_entry", "predicted_quality", "willingness_to_pay")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,8 @@ class Decision(_message.Message):
     OVERHEAD_US_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_ENTRY_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    WILLINGNESS_TO_PAY_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -168,23 +172,27 @@ class Decision(_message.Message):
     overhead_us: float
     similarity: float
     semantic_entry: int
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ..., similarity: _Optional[float] = ..., semantic_entry: _Optional[int] = ...) -> None: ...
+    predicted_quality: float
+    willingness_to_pay: float
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ..., similarity: _Optional[float] = ..., semantic_entry: _Optional[int] = ..., predicted_quality: _Optional[float] = ..., willingness_to_pay: _Optional[float] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
-    __slots__ = ("decision_id", "response_text", "input_tokens", "output_tokens", "latency_ms", "ok")
+    __slots__ = ("decision_id", "response_text", "input_tokens", "output_tokens", "latency_ms", "ok", "outcome")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_TEXT_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     response_text: str
     input_tokens: int
     output_tokens: int
     latency_ms: float
     ok: bool
-    def __init__(self, decision_id: _Optional[str] = ..., response_text: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., ok: _Optional[bool] = ...) -> None: ...
+    outcome: float
+    def __init__(self, decision_id: _Optional[str] = ..., response_text: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., ok: _Optional[bool] = ..., outcome: _Optional[float] = ...) -> None: ...
 
 class RecordResponse(_message.Message):
     __slots__ = ("cost_usd", "stored", "replayed")
@@ -257,7 +265,7 @@ class ServerStats(_message.Message):
     def __init__(self, decisions_held: _Optional[int] = ..., decisions_expired: _Optional[int] = ..., decisions_evicted: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server", "tenant", "semantic_hits", "semantic")
+    __slots__ = ("requests", "exact_hits", "misses", "bypassed", "best_effort", "errors", "records", "failed_calls", "input_tokens", "output_tokens", "cost_usd", "cost_avoided_usd", "decisions", "route_latency", "cache", "classifier", "server", "tenant", "semantic_hits", "semantic", "quality")
     class DecisionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +293,7 @@ class StatsResponse(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_HITS_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     requests: int
     exact_hits: int
     misses: int
@@ -305,7 +314,40 @@ class StatsResponse(_message.Message):
     tenant: str
     semantic_hits: int
     semantic: SemanticStats
-    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ..., semantic_hits: _Optional[int] = ..., semantic: _Optional[_Union[SemanticStats, _Mapping]] = ...) -> None: ...
+    quality: QualityStats
+    def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ..., semantic_hits: _Optional[int] = ..., semantic: _Optional[_Union[SemanticStats, _Mapping]] = ..., quality: _Optional[_Union[QualityStats, _Mapping]] = ...) -> None: ...
+
+class QualityStats(_message.Message):
+    __slots__ = ("models", "mapped", "willingness_to_pay", "labels", "ignored_labels", "tenants", "shared_offset")
+    class MappedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SharedOffsetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAPPED_FIELD_NUMBER: _ClassVar[int]
+    WILLINGNESS_TO_PAY_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    mapped: _containers.ScalarMap[str, str]
+    willingness_to_pay: float
+    labels: int
+    ignored_labels: int
+    tenants: int
+    shared_offset: _containers.ScalarMap[str, float]
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., mapped: _Optional[_Mapping[str, str]] = ..., willingness_to_pay: _Optional[float] = ..., labels: _Optional[int] = ..., ignored_labels: _Optional[int] = ..., tenants: _Optional[int] = ..., shared_offset: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SemanticStats(_message.Message):
     __slots__ = ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")

@@ -29,6 +29,8 @@ def cmd_route(args: argparse.Namespace) -> int:
         kw["max_cost_usd"] = args.max_cost_usd
     if args.min_quality is not None:
         kw["min_quality"] = args.min_quality
+    if args.willingness_to_pay is not None:
+        kw["willingness_to_pay"] = args.willingness_to_pay
     if args.models:
         kw["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.strict:
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--latency-budget-ms", type=float)
     r.add_argument("--max-cost-usd", type=float)
     r.add_argument("--min-quality", type=float)
+    r.add_argument("--willingness-to-pay", type=float, help="USD per unit quality: the most expected value wins")
     r.add_argument("--models", help="comma-separated allowed models")
     r.add_argument("--tenant")
     r.add_argument("--strict", action="store_true", help="fail instead of a best-effort choice")

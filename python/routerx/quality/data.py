@@ -155,7 +155,7 @@ def _score(v: Any, where: str, scale: float) -> float:
 
 def _rows(path: Path) -> Iterator[Tuple[int, Mapping[str, Any]]]:
     if not path.is_file():
-        raise ConfigError(f"{path}: no such data file", file=str(path))
+        raise ConfigError(f"{path}: no such data file (named public sets: {', '.join(NAMED)})", file=str(path))
     suffix = path.suffix.lower()
     try:
         with open(path, encoding="utf-8", newline="") as f:

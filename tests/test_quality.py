@@ -303,3 +303,24 @@ def test_served_learned_router_matches_in_process(artefact: Path, tmp_path: Path
                 c.route("hi", willingness_to_pay=-1.0)
     finally:
         srv.stop(0)
+
+
+def test_feedback_survives_a_restart_through_its_log(artefact: Path, tmp_path: Path) -> None:
+    log = tmp_path / "fb.jsonl"
+    cfg = {"model": str(artefact), "feedback_log": str(log), "min_labels": 5}
+    r = learned(artefact, **{k: v for k, v in cfg.items() if k != "model"})
+    for i in range(30):
+        d = r.route(chat_prompt(i), tenant="acme", models=[CHEAP], no_cache=True)
+        r.record(d, "answer", 10, 10, 100.0, outcome=False)
+    before = r.predict_quality(chat_prompt(1), tenant="acme")
+    r.close()
+    # A crash mid-append leaves a torn line: skipped, the rest replayed.
+    with open(log, "a", encoding="utf-8") as f:
+        f.write('{"prompt": "torn')
+    again = learned(artefact, **{k: v for k, v in cfg.items() if k != "model"})
+    assert again.stats()["quality"]["labels"] == 30
+    after = again.predict_quality(chat_prompt(1), tenant="acme")
+    assert before is not None and after is not None
+    assert after[CHEAP] == pytest.approx(before[CHEAP], abs=1e-6)
+    fresh = learned(artefact)
+    assert fresh.predict_quality(chat_prompt(1), tenant="acme")[CHEAP] > after[CHEAP]  # type: ignore[index]

@@ -304,6 +304,11 @@ class Router:
         )
         if q.feedback_log is not None:
             self._feedback_log = FeedbackLog(q.feedback_log)
+            # Online corrections live in memory: rebuild them from the log they were written to.
+            rows, bad = self._feedback_log.read()
+            learned = self._core.quality_replay(rows) if rows else 0
+            if rows or bad:
+                log.info("feedback log %s: %d labels replayed (%d learned from), %d unreadable lines skipped", q.feedback_log, len(rows), learned, bad)
 
     def record(
         self,
@@ -579,6 +584,27 @@ class FeedbackLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+
+    def read(self) -> Tuple[List[Tuple[str, str, str, float]], int]:
+        """(tenant, model, prompt, score) rows, and how many lines could not be read (a crash can
+        leave a torn last line; it is skipped, the rest kept)."""
+        rows: List[Tuple[str, str, str, float]] = []
+        bad = 0
+        if not self.path.exists():
+            return rows, bad
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                    score = float(r["score"])
+                    if not 0.0 <= score <= 1.0:
+                        raise ValueError(score)
+                    rows.append((str(r["tenant"]), str(r["model"]), str(r["prompt"]), score))
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+        return rows, bad
 
     def append(self, prompt: str, model: str, score: float, tenant: str) -> None:
         line = json.dumps({"prompt": prompt, "model": model, "score": score, "tenant": tenant, "ts": round(time.time(), 3)}, ensure_ascii=False)

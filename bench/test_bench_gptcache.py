@@ -9,10 +9,9 @@ kept where routerx serves it (cosine ≥ 0.95 and past the near-miss guard); mis
 whose nearest stored neighbour is below cosine 0.9. GPTCache's threshold is set to the same cosine:
 its score is 4 − ‖a − b‖² for unit vectors, so cosine 0.95 is a similarity_threshold of 0.975.
 
-routerx runs with the default config (``max_wait_us = 200``: a lone lookup waits that long for
-others to join its micro-batch), with ``max_wait_us = 0`` (the setting for a single caller), and
-with ``max_wait_us = 0`` and ``hnsw_threshold = 5000`` (HNSW instead of exact search at 10k
-entries). GPTCache's faiss index is exact search (``IDMap,Flat``, L2): at 10k entries one query
+routerx runs with the default config (``max_wait_us = 0``: a lookup never waits for others to
+join its micro-batch; ``hnsw_threshold = 5000``: HNSW at 10k entries), with exact search instead
+(``hnsw_threshold = 50000``), and with the earlier defaults (exact search and ``max_wait_us = 200``). GPTCache's faiss index is exact search (``IDMap,Flat``, L2): at 10k entries one query
 scans 15 MB of vectors, which bounds the ratio for routerx's exact partitions too.
 
 Needs ``pip install gptcache sqlalchemy`` (GPTCache installs sqlalchemy itself at run time when it
@@ -77,8 +76,8 @@ def world() -> Dict[str, Any]:
     return {"static": static, "stored": stored, "vs": vs, "hits": [b for _, b in close], "misses": misses, "puts": puts}
 
 
-def _routerx(world: Dict[str, Any], max_wait_us: int, hnsw_threshold: int = 50_000) -> Any:
-    sem = {"enabled": True, "embedder": "static", "max_wait_us": max_wait_us, "max_entries": 4 * N, "hnsw_threshold": hnsw_threshold}
+def _routerx(world: Dict[str, Any], **settings: int) -> Any:
+    sem = {"enabled": True, "embedder": "static", "max_entries": 4 * N, **settings}
     r = routerx.Router({"semantic": sem}, db=None)
     for i, q in enumerate(world["stored"]):
         # min_similarity 1: a question close to one already stored is stored too, as in GPTCache.
@@ -121,10 +120,10 @@ def systems(world: Dict[str, Any]) -> Any:
     # runs last-registered first, and GPTCache registers when its cache is created below).
     tmp = tempfile.mkdtemp(prefix="routerx-gptcache-")
     atexit.register(shutil.rmtree, tmp, True)
-    r200 = _routerx(world, 200)
-    r0 = _routerx(world, 0)
-    rh = _routerx(world, 0, hnsw_threshold=5000)
-    assert rh.semantic_index.stats()["hnsw_partitions"] == 1
+    rh = _routerx(world)
+    r0 = _routerx(world, hnsw_threshold=50_000)
+    r200 = _routerx(world, hnsw_threshold=50_000, max_wait_us=200)
+    assert rh.semantic_index.stats()["hnsw_partitions"] == 1 and r0.semantic_index.stats()["hnsw_partitions"] == 0
     faiss.omp_set_num_threads(1)  # routerx's default; both libraries share faiss's setting
     gc = _gptcache(world, tmp)
     # Keep the hit queries that routerx serves from its semantic layer, then check GPTCache agrees.
@@ -135,7 +134,7 @@ def systems(world: Dict[str, Any]) -> Any:
     misses = world["misses"][:500]
     assert all(r.route(q, no_store=True).cache == "miss" for q in misses for r in (r0, rh))
     assert all(get(q, cache_obj=gc) is None for q in misses)
-    return {"world": world, "hits": hits, "misses": misses, "get": get, "put": put, "gptcache": gc, "routerx": r200, "routerx_nowait": r0, "routerx_hnsw": rh, "results": {}}
+    return {"world": world, "hits": hits, "misses": misses, "get": get, "put": put, "gptcache": gc, "routerx": rh, "routerx_exact": r0, "routerx_wait200": r200, "results": {}}
 
 
 def _cycle(items: List[str]) -> Callable[[], str]:
@@ -156,7 +155,7 @@ def _record(benchmark: Any, systems: Dict[str, Any], key: str) -> None:
         _summary(systems)
 
 
-GETS = ["gptcache", "routerx", "routerx_nowait", "routerx_hnsw"]
+GETS = ["gptcache", "routerx", "routerx_exact", "routerx_wait200"]
 
 
 @pytest.mark.benchmark(group="semantic-vs-gptcache")

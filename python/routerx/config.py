@@ -179,10 +179,10 @@ class SemanticSettings:
     category_min_similarity: Mapping[str, float] = field(default_factory=dict)
     top_k: int = 4
     max_batch: int = 32
-    max_wait_us: int = 200
+    max_wait_us: int = 0
     max_entries: int = 100_000
     max_bytes: int = 512 << 20
-    hnsw_threshold: int = 50_000
+    hnsw_threshold: int = 5_000
     #: HNSW links per vector (build time and memory grow with it) and search breadth (latency
     #: grows with it); both raise recall. See bench/test_bench_semantic_1m.py.
     hnsw_m: int = 32

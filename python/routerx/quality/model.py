@@ -29,7 +29,7 @@ FORMAT = "routerx-quality"
 VERSION = 1
 EMBEDDERS = ("static", "minilm")
 DEFAULT_EMBEDDER = "static"
-DEFAULT_TAIL_CHARS = 1024
+DEFAULT_TAIL_CHARS = 256
 DEFAULT_L2 = 1e-3
 
 

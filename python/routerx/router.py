@@ -296,7 +296,7 @@ class Router:
         self.quality_model = load_quality_model("builtin" if q.builtin else q.model)
         self._core.set_quality(
             self.quality_model,
-            quality_embedder(self.quality_model),
+            quality_embedder(self.quality_model, getattr(self, "embedder", None)),
             dict(q.models),
             q.willingness_to_pay,
             q.max_offset,

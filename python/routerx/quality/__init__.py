@@ -44,10 +44,13 @@ def load_quality_model(path: Union[str, "os.PathLike[str]", None]) -> _core.Qual
     return _core.QualityModel.from_json(text, str(p))
 
 
-def quality_embedder(model: _core.QualityModel) -> Any:
-    """The embedder an artefact was trained with (its inner core object)."""
+def quality_embedder(model: _core.QualityModel, loaded: Optional[Any] = None) -> Any:
+    """The embedder an artefact was trained with (its inner core object); ``loaded`` (e.g. the
+    semantic cache's) is used when it is that embedder, instead of loading another copy."""
     from ..embed import load_minilm, load_static
 
+    if loaded is not None and loaded.model_id == model.embedder_id:
+        return loaded._inner
     if model.embedder == "static":
         emb = load_static()
     elif model.embedder == "minilm":

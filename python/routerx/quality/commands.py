@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
 from .data import NAMED, ColumnMap, OutcomeSet, load, load_named
 from .evaluate import RULES, Report, cross_val_predict, evaluate_predictions
-from .model import DEFAULT_EMBEDDER, DEFAULT_L2, DEFAULT_TAIL_CHARS, EMBEDDERS, embed_prompts, save_artefact, train
+from .model import DEFAULT_EMBEDDER, DEFAULT_L2, DEFAULT_TAIL_CHARS, EMBEDDERS, atomic_write, embed_prompts, save_artefact, train
 
 __all__ = ["add_data_arguments", "add_parsers", "cmd_train", "cmd_eval", "load_data", "write_report"]
 
@@ -245,8 +244,7 @@ def plot(rep: Report, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)

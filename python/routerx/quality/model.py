@@ -18,12 +18,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import threading
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "embed_prompts", "fit", "train", "save_artefact", "tail"]
+__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "atomic_write", "embed_prompts", "fit", "train", "save_artefact", "tail"]
 
 FORMAT = "routerx-quality"
 VERSION = 1
@@ -74,13 +75,7 @@ def embed_prompts(prompts: Sequence[str], embedder: str = DEFAULT_EMBEDDER, tail
         out.append(emb.embed(texts[i : i + 256]))
     x = np.concatenate(out).astype(np.float32) if out else np.zeros((0, emb.dim), np.float32)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, x)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.save(f, x))
     return x, emb.model_id
 
 
@@ -145,17 +140,21 @@ def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAUL
     }
 
 
-def save_artefact(artefact: Dict[str, Any], path: "os.PathLike[str] | str") -> Path:
-    """Written atomically (temporary file, fsync, rename): a crash leaves the old file or the new one."""
+def atomic_write(path: "os.PathLike[str] | str", write: Callable[[BinaryIO], Any]) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the
+    folder: a crash leaves the old file or the new one, never a torn one."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(artefact, f, separators=(",", ":"))
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     try:
         fd = os.open(p.parent, os.O_RDONLY)
         try:
@@ -165,3 +164,9 @@ def save_artefact(artefact: Dict[str, Any], path: "os.PathLike[str] | str") -> P
     except OSError:
         pass
     return p
+
+
+def save_artefact(artefact: Dict[str, Any], path: "os.PathLike[str] | str") -> Path:
+    """Written atomically (see :func:`atomic_write`)."""
+    text = json.dumps(artefact, separators=(",", ":")) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -21,6 +21,8 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 pub const FORMAT: &str = "routerx-quality";
+/// Labels between refreshes of the cross-tenant median, per qualified tenant and model.
+const SHARED_REFRESH: u32 = 16;
 pub const VERSION: u32 = 1;
 
 #[derive(Deserialize)]
@@ -215,6 +217,8 @@ pub struct QualityRouter {
     shared: RwLock<Vec<f32>>,
     labels: std::sync::atomic::AtomicU64,
     ignored: std::sync::atomic::AtomicU64,
+    /// Tenants in `tenants`, counted on insertion (the map's `len` would lock every shard).
+    tenant_count: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for QualityRouter {
@@ -263,6 +267,7 @@ impl QualityRouter {
             shared: RwLock::new(vec![0.0; m]),
             labels: Default::default(),
             ignored: Default::default(),
+            tenant_count: Default::default(),
         })
     }
 
@@ -278,7 +283,12 @@ impl QualityRouter {
 
     /// p̂ per catalog model for `text` (the last user turn) as `tenant` sees it.
     pub fn predict(&self, text: &str, tenant: &str) -> Result<Prediction> {
-        let e = (self.embed)(self.model.tail(text))?;
+        self.predict_tail(self.model.tail(text), tenant)
+    }
+
+    /// As [`QualityRouter::predict`], for text already cut with [`QualityModel::tail`].
+    pub fn predict_tail(&self, tail: &str, tenant: &str) -> Result<Prediction> {
+        let e = (self.embed)(tail)?;
         if e.len() != self.model.dim {
             return Err(Error::config("quality", format!("the embedder gives {} dimensions, the artefact expects {}", e.len(), self.model.dim)));
         }
@@ -328,17 +338,26 @@ impl QualityRouter {
         let crossed = {
             let mut t = match self.tenants.get_mut(tenant) {
                 Some(t) => t,
-                None => {
-                    if self.tenants.len() >= self.cfg.max_tenants {
-                        self.ignored.fetch_add(1, Relaxed);
-                        return false;
+                None => match self.tenants.entry(Arc::from(tenant)) {
+                    dashmap::Entry::Occupied(o) => o.into_ref(),
+                    // The shard's write lock is held here, so a slot is reserved exactly once per
+                    // new tenant; threads racing on different new tenants cannot overshoot the cap.
+                    dashmap::Entry::Vacant(v) => {
+                        if self.tenant_count.fetch_add(1, Relaxed) >= self.cfg.max_tenants {
+                            self.tenant_count.fetch_sub(1, Relaxed);
+                            self.ignored.fetch_add(1, Relaxed);
+                            return false;
+                        }
+                        v.insert(TenantLabels { n: vec![0; m], residual: vec![0.0; m] })
                     }
-                    self.tenants.entry(Arc::from(tenant)).or_insert_with(|| TenantLabels { n: vec![0; m], residual: vec![0.0; m] })
-                }
+                },
             };
             t.n[j] = t.n[j].saturating_add(1);
             t.residual[j] += (label - raw) as f64;
-            t.n[j] >= self.cfg.min_labels
+            // The cross-tenant median costs a pass over every tenant: refresh it when a tenant
+            // qualifies and then every SHARED_REFRESH of its labels, not on each label (a flood
+            // from one tenant would otherwise make every label O(tenants)).
+            t.n[j] >= self.cfg.min_labels && (t.n[j] == self.cfg.min_labels || t.n[j] % SHARED_REFRESH == 0)
         };
         self.labels.fetch_add(1, Relaxed);
         if crossed {

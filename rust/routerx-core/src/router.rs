@@ -130,9 +130,19 @@ pub struct Routed {
     /// Predicted output tokens after the caller's `max_tokens` cap.
     pub output_tokens: u32,
     pub choice: Choice,
-    /// The learned router's prediction for the chosen model: (raw p̂ before feedback, the text it
-    /// embedded), for labels recorded against this decision. None when the catalog decided.
-    pub learned: Option<(f32, Arc<str>)>,
+    /// The learned router's prediction, for labels recorded against this decision. None when the
+    /// catalog decided.
+    pub learned: Option<Learned>,
+}
+
+/// What a learned decision keeps for its feedback.
+#[derive(Debug)]
+pub struct Learned {
+    /// Raw p̂ (before feedback) per catalog model: a budget downgrade may change the model after
+    /// prediction, and a label belongs to the model that answered.
+    pub raw: Vec<Option<f32>>,
+    /// The text that was embedded (the last user turn's tail), for feedback logs.
+    pub text: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -414,10 +424,11 @@ impl Core {
             return Err(Error::invalid_request("outcome", format!("must be a number in [0, 1] (or a boolean), got {label}")));
         }
         let (Served::Routed(r), Some(q)) = (&o.served, self.quality.load_full()) else { return Ok(false) };
-        let Some((raw, _)) = &r.learned else { return Ok(false) };
+        let Some(l) = &r.learned else { return Ok(false) };
         let policy = self.policy.load();
         let model = policy.table.candidates[r.choice.chosen.candidate as usize].model as usize;
-        Ok(q.feedback(&o.tenant, model, *raw, label as f32))
+        let Some(raw) = l.raw.get(model).copied().flatten() else { return Ok(false) };
+        Ok(q.feedback(&o.tenant, model, raw, label as f32))
     }
 
     pub fn set_classifier(&self, c: Classifier) {
@@ -599,8 +610,10 @@ impl Core {
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
-        let (mut choice, learned) = self.choose(req, &policy, &class, f.input_tokens, output_tokens, c)?;
-        let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, &mut choice, now)?;
+        let (mut choice, predicted) = self.choose(req, &policy, &class, f.input_tokens, output_tokens, c)?;
+        let quality = predicted.as_ref().map(|(p, _)| p.quality.as_slice());
+        let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, quality, &mut choice, now)?;
+        let learned = predicted.map(|(p, text)| Learned { raw: p.raw, text });
         let mut o = outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice, learned }), reservation, budget);
         o.flight = flight;
         Ok(Some(o))
@@ -609,20 +622,21 @@ impl Core {
     /// The policy's pick, with the learned router's per-request quality where one is installed for
     /// this catalog; without one (or when its embedder fails) the catalog's per-category quality
     /// decides (cold start).
-    fn choose(&self, req: &Request, policy: &Compiled, class: &Classification, input_tokens: u32, output_tokens: u32, c: &Constraints) -> Result<(Choice, Option<(f32, Arc<str>)>)> {
+    fn choose(&self, req: &Request, policy: &Compiled, class: &Classification, input_tokens: u32, output_tokens: u32, c: &Constraints) -> Result<(Choice, Option<(crate::quality::Prediction, Arc<str>)>)> {
         let q = self.quality.load();
         let pred = match q.as_ref() {
-            Some(q) if q.catalog().len() == policy.table.models.len() => q.predict(req.last_user(), &req.tenant).ok().map(|p| (q, p)),
+            Some(q) if q.catalog().len() == policy.table.models.len() => {
+                let text = q.model.tail(req.last_user());
+                q.predict_tail(text, &req.tenant).ok().map(|p| (q, p, text))
+            }
             _ => None,
         };
-        let Some((q, p)) = pred else {
+        let Some((q, p, text)) = pred else {
             return Ok((policy.table.choose(class.category, class.complexity, input_tokens, output_tokens, c)?, None));
         };
         let wtp = c.willingness_to_pay.or(q.willingness_to_pay);
         let choice = policy.table.choose_with(class.category, class.complexity, input_tokens, output_tokens, c, Some(&p.quality), wtp)?;
-        let model = policy.table.candidates[choice.chosen.candidate as usize].model as usize;
-        let learned = p.raw[model].map(|raw| (raw, Arc::from(q.model.tail(req.last_user()))));
-        Ok((choice, learned))
+        Ok((choice, Some((p, Arc::from(text)))))
     }
 
     /// Reserves the decision's predicted cost and tokens against the request's budgets; on a
@@ -636,6 +650,7 @@ impl Core {
         input_tokens: u32,
         output_tokens: u32,
         c: &Constraints,
+        predicted: Option<&[Option<f32>]>,
         choice: &mut Choice,
         now: f64,
     ) -> Result<(Option<Arc<Reservation>>, Option<BudgetNote>)> {
@@ -676,7 +691,8 @@ impl Core {
                 };
                 // The minimum quality only: the caller's min_quality, else the floor (complexity 0).
                 let floor = Constraints { strict: false, ..c.clone() };
-                let cheaper = policy.table.choose(class.category, 0.0, input_tokens, output_tokens, &floor)?;
+                // The learned router's predictions still stand in for the catalog's quality.
+                let cheaper = policy.table.choose_with(class.category, 0.0, input_tokens, output_tokens, &floor, predicted, None)?;
                 *choice = cheaper;
                 let usd = to_nano(choice.chosen.cost_usd);
                 let r = match self.budgets.try_reserve(&limits, usd, tokens, now) {
@@ -852,6 +868,8 @@ mod tests {
         let cold = core.route(&Request::from_prompt("t", "easy: what is 2+2?"), &c).unwrap();
         let Served::Routed(r) = &cold.served else { panic!() };
         assert!(!r.choice.predicted && r.learned.is_none());
+        let Served::Routed(r) = &easy.served else { panic!() };
+        assert_eq!(r.learned.as_ref().unwrap().text.as_ref(), "easy: what is 2+2?");
         assert!(!core.feedback(&cold, 1.0).unwrap());
     }
 

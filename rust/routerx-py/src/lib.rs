@@ -358,7 +358,7 @@ impl PyDecision {
     #[getter]
     fn quality_text(&self) -> Option<&str> {
         match &self.0.served {
-            Served::Routed(r) => r.learned.as_ref().map(|(_, t)| &**t),
+            Served::Routed(r) => r.learned.as_ref().map(|l| &*l.text),
             Served::Hit(_) => None,
         }
     }

@@ -180,8 +180,15 @@ def test_hnsw_settings_reach_the_index() -> None:
     for i in range(12):
         remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="h")
     assert r.semantic_index.stats()["hnsw_partitions"] == 1
-    d = r.route("What is the opening time of shop number 3 on Sunday, please?", tenant="h")
+    asked = "What is the opening time of shop number 3 on Sunday, please?"
+    d = r.route(asked, tenant="h")
     assert d.cache == "semantic" and d.cached_response == "shop 3", d
+    # HNSW partitions hold float16 vectors; the similarity served is still the exact cosine.
+    from routerx.embed import load_minilm
+
+    emb = load_minilm()
+    exact = float(emb.embed([asked])[0] @ emb.embed(["What is the opening time of shop number 3 on Sunday?"])[0])
+    assert d.similarity == pytest.approx(exact, abs=2e-6)
     with pytest.raises(routerx.ConfigError) as ei:
         make(hnsw_ef_search=0)
     assert "hnsw_ef_search" in str(ei.value)

@@ -12,8 +12,8 @@ serves an id it no longer holds; the index drops those ids in batches, and a par
 from the core's live vectors when more than a quarter of it is dead.
 
 A partition is exact inner-product search (``IndexFlatIP``: cosine, for the unit vectors the
-embedder returns) while small, and moves to HNSW (``IndexHNSWFlat``, inner product) past
-``hnsw_threshold`` vectors. The new index is built from a copy, off the lookup path, and swapped
+embedder returns) while small, and moves to HNSW (``IndexHNSWSQ``, inner product, vectors held as
+float16; the core re-scores candidates exactly) past ``hnsw_threshold`` vectors. The new index is built from a copy, off the lookup path, and swapped
 in by one reference assignment, so lookups never wait for it.
 """
 
@@ -53,7 +53,7 @@ class SemanticIndex:
     """Thread-safe: mutations and searches of one partition never run at once (faiss indexes
     are not safe for concurrent writes), and faiss releases the GIL while it computes."""
 
-    def __init__(self, dim: int, hnsw_threshold: int = 50_000, hnsw_m: int = 32, ef_search: int = 64, threads: int = 0, live: Optional[Callable[[], List[Tuple[int, int, bytes]]]] = None) -> None:
+    def __init__(self, dim: int, hnsw_threshold: int = 5_000, hnsw_m: int = 32, ef_search: int = 64, threads: int = 0, live: Optional[Callable[[], List[Tuple[int, int, bytes]]]] = None) -> None:
         self.faiss = import_faiss()
         if threads > 0:
             # Process-wide in faiss. A micro-batch is a handful of queries: OpenMP fan-out costs
@@ -79,7 +79,10 @@ class SemanticIndex:
         return self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(self.dim))
 
     def _hnsw(self) -> Any:
-        idx = self.faiss.IndexHNSWFlat(self.dim, self.hnsw_m, self.faiss.METRIC_INNER_PRODUCT)
+        # float16 storage: half the bytes per visited vector, and a graph search is bound by
+        # fetching them. The core re-scores the few candidates from its own float32 vectors, so
+        # thresholds and reported similarities stay exact.
+        idx = self.faiss.IndexHNSWSQ(self.dim, self.faiss.ScalarQuantizer.QT_fp16, self.hnsw_m, self.faiss.METRIC_INNER_PRODUCT)
         idx.hnsw.efSearch = self.ef_search
         return self.faiss.IndexIDMap2(idx)
 

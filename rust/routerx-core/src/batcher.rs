@@ -9,6 +9,12 @@
 //!
 //! Submission is a lock-free `try_send` into a bounded crossbeam channel plus two atomic
 //! counters; a full queue is an immediate [`BatchError::Full`], never a blocked caller.
+//!
+//! With `max_wait` zero a lookup never waits for company, so a caller that finds nothing queued
+//! and the handler idle runs its own batch of one on its own thread: two thread hand-offs (each a
+//! futex wake-up, tens of µs on a busy machine) cost more than the lookup itself. The handler
+//! runs under one lock either way, so batches never overlap, and whoever arrives while it is busy
+//! queues for the worker, which still coalesces them.
 
 use std::any::Any;
 use std::fmt;
@@ -213,6 +219,9 @@ struct Counters {
 pub struct Batcher<Req: Send + 'static, Resp: Send + 'static> {
     /// `None` only inside `drop`: dropping the only Sender is how the worker is told to stop.
     tx: Option<Sender<Job<Req, Resp>>>,
+    handler: Handler<Req, Resp>,
+    /// Held while the handler runs, by the worker or by a caller running its own batch.
+    running: Arc<Mutex<()>>,
     worker: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     cfg: BatcherConfig,
@@ -227,26 +236,50 @@ const _: () = {
     }
 };
 
+type Handler<Req, Resp> = Arc<dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync>;
+
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the worker thread ("routerx-batcher").
-    pub fn new(cfg: BatcherConfig, handler: impl Fn(Vec<Req>) -> Vec<Resp> + Send + 'static) -> Result<Self> {
+    pub fn new(cfg: BatcherConfig, handler: impl Fn(Vec<Req>) -> Vec<Resp> + Send + Sync + 'static) -> Result<Self> {
         cfg.validate()?;
         // Messages never outnumber queued requests, so `queued` refuses before the channel fills.
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
         let counters = Arc::new(Counters::default());
+        let handler: Handler<Req, Resp> = Arc::new(handler);
+        let running = Arc::new(Mutex::new(()));
         let worker = {
-            let counters = Arc::clone(&counters);
+            let (counters, handler, running) = (Arc::clone(&counters), Arc::clone(&handler), Arc::clone(&running));
             thread::Builder::new()
                 .name("routerx-batcher".into())
-                .spawn(move || worker_loop(rx, cfg, handler, &counters))
+                .spawn(move || worker_loop(rx, cfg, &*handler, &running, &counters))
                 .map_err(|e| Error::config("routerx-batcher", format!("cannot start the worker thread: {e}")))?
         };
-        Ok(Batcher { tx: Some(tx), worker: Some(worker), counters, cfg })
+        Ok(Batcher { tx: Some(tx), handler, running, worker: Some(worker), counters, cfg })
+    }
+
+    /// Runs `reqs` as one batch on this thread when nobody would share it: `max_wait` is zero,
+    /// nothing is queued and the handler is idle. Gives the requests back otherwise.
+    fn run_here(&self, reqs: Vec<Req>) -> Result<Vec<Result<Resp, BatchError>>, Vec<Req>> {
+        if !self.cfg.max_wait.is_zero() || self.tx.is_none() || self.counters.submit.queued.load(Relaxed) != 0 {
+            return Err(reqs);
+        }
+        let Some(_running) = self.running.try_lock() else { return Err(reqs) };
+        let n = reqs.len();
+        self.counters.submit.submitted.fetch_add(n as u64, Relaxed);
+        let slot = Slot::new(n, n);
+        let reply = ReplyTo { slot: Arc::clone(&slot), start: 0, len: n, done: false };
+        run_batch(&*self.handler, Batch { reqs, replies: vec![reply] }, &self.counters.worker);
+        let mut st = slot.wait();
+        Ok(st.many.iter_mut().map(|r| r.take().unwrap_or(Err(BatchError::Closed))).collect())
     }
 
     /// Blocks the calling thread until its response is ready. Never blocks on a full queue:
     /// returns `Full` instead.
     pub fn submit(&self, req: Req) -> Result<Resp, BatchError> {
+        let req = match self.run_here(vec![req]) {
+            Ok(mut done) => return done.pop().unwrap_or(Err(BatchError::Closed)),
+            Err(mut back) => back.pop().expect("one request"),
+        };
         let slot = Slot::new(1, 0);
         self.enqueue(Payload::One(req), &slot, 0, 1)?;
         let mut st = slot.wait();
@@ -261,6 +294,14 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         if n == 0 {
             return Vec::new();
         }
+        let reqs = if n <= self.cfg.max_batch {
+            match self.run_here(reqs) {
+                Ok(done) => return done,
+                Err(back) => back,
+            }
+        } else {
+            reqs
+        };
         let slot = Slot::new(n, n);
         let mut rest = reqs.into_iter();
         let mut start = 0;
@@ -370,7 +411,8 @@ impl<Req, Resp> Batch<Req, Resp> {
 fn worker_loop<Req, Resp>(
     rx: Receiver<Job<Req, Resp>>,
     cfg: BatcherConfig,
-    handler: impl Fn(Vec<Req>) -> Vec<Resp>,
+    handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync),
+    running: &Mutex<()>,
     counters: &Counters,
 ) {
     let received = |job: Job<Req, Resp>| {
@@ -405,11 +447,14 @@ fn worker_loop<Req, Resp>(
         // Only the handler is expected to panic, and run_batch catches that; this outer guard
         // keeps the worker alive whatever else happens (that batch's callers then get `Closed`
         // from their ReplyTo guards), because a dead worker would strand every queued caller.
-        let _ = catch_unwind(AssertUnwindSafe(|| run_batch(&handler, batch, &counters.worker)));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _running = running.lock();
+            run_batch(handler, batch, &counters.worker)
+        }));
     }
 }
 
-fn run_batch<Req, Resp>(handler: &impl Fn(Vec<Req>) -> Vec<Resp>, batch: Batch<Req, Resp>, counters: &WorkerCounters) {
+fn run_batch<Req, Resp>(handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync), batch: Batch<Req, Resp>, counters: &WorkerCounters) {
     let Batch { reqs, mut replies } = batch;
     let n = reqs.len();
     // Counted before anyone is answered, so a caller that has its response sees its batch in stats.
@@ -525,6 +570,77 @@ mod tests {
         assert!(s.largest_batch > 1, "no coalescing happened: {s:?}");
         assert!(s.largest_batch <= 64, "{s:?}");
         assert!(s.batches >= THREADS * PER_THREAD / 64 && s.batches < THREADS * PER_THREAD, "{s:?}");
+    }
+
+    #[test]
+    fn zero_wait_runs_a_lone_request_on_the_callers_thread() {
+        let on_thread = |reqs: Vec<u64>| {
+            reqs.into_iter()
+                .map(|x| (x, thread::current().name() == Some("routerx-batcher")))
+                .collect::<Vec<_>>()
+        };
+        let b = Batcher::new(cfg(8, Duration::ZERO, 64), on_thread).unwrap();
+        assert_eq!(b.submit(1), Ok((1, false)));
+        assert_eq!(
+            b.submit_many(vec![2, 3]),
+            vec![Ok((2, false)), Ok((3, false))]
+        );
+        // More than one batch's worth goes through the worker, in chunks, still in order.
+        assert_eq!(
+            b.submit_many((0..20).collect()),
+            (0..20).map(|x| Ok((x, true))).collect::<Vec<_>>()
+        );
+        let s = b.stats();
+        assert_eq!((s.submitted, s.items, s.batches), (23, 23, 5));
+        // A positive max_wait always goes through the worker, which may coalesce.
+        let b = Batcher::new(cfg(8, Duration::from_micros(1), 64), on_thread).unwrap();
+        assert_eq!(b.submit(1), Ok((1, true)));
+    }
+
+    #[test]
+    fn zero_wait_callers_each_get_their_own_answer() {
+        // Callers run lone batches themselves while others queue for the worker: the handler must
+        // never run twice at once, and every caller gets exactly its own answers.
+        const THREADS: u64 = 64;
+        const PER_THREAD: u64 = 300;
+        let inside = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let inside = Arc::clone(&inside);
+            move |reqs: Vec<u64>| {
+                assert_eq!(inside.fetch_add(1, Relaxed), 0, "two batches ran at once");
+                thread::yield_now();
+                let out = doubling(reqs);
+                inside.fetch_sub(1, Relaxed);
+                out
+            }
+        };
+        let b = Arc::new(Batcher::new(cfg(16, Duration::ZERO, 4096), handler).unwrap());
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let b = Arc::clone(&b);
+                thread::spawn(move || {
+                    for i in 0..PER_THREAD {
+                        let x = t * 1_000_000 + i * 4;
+                        if i % 3 == 0 {
+                            let got = b.submit_many(vec![x, x + 1, x + 2]);
+                            assert_eq!(
+                                got,
+                                vec![Ok(answer(x)), Ok(answer(x + 1)), Ok(answer(x + 2))]
+                            );
+                        } else {
+                            assert_eq!(b.submit(x), Ok(answer(x)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        within(HANG, move || {
+            workers.into_iter().for_each(|w| w.join().unwrap())
+        });
+        let s = b.stats();
+        let total = THREADS * (PER_THREAD + 2 * PER_THREAD.div_ceil(3));
+        assert_eq!((s.submitted, s.items, s.rejected_full), (total, total, 0));
+        assert!(s.largest_batch > 3 && s.largest_batch <= 16, "{s:?}");
     }
 
     #[test]
@@ -648,27 +764,40 @@ mod tests {
             let b = Arc::clone(&b);
             thread::spawn(move || b.submit(x))
         };
+        // The first runs on its own thread (nothing queued, handler idle) and holds the handler;
+        // the second is taken by the worker, which waits for the handler; two more fill the queue.
         let first = spawn(1);
         entered_rx.recv_timeout(HANG).expect("handler never ran");
-        let queued = [spawn(2), spawn(3)];
-        wait_until("two queued requests", || b.stats().submitted == 3);
+        let second = spawn(2);
+        wait_until("the worker holding the second", || {
+            b.stats().submitted == 2 && b.counters.submit.queued.load(Relaxed) == 0
+        });
+        let queued = [spawn(3), spawn(4)];
+        wait_until("two queued requests", || b.stats().submitted == 4);
         let start = Instant::now();
-        assert_eq!(b.submit(4), Err(BatchError::Full(2)));
-        assert_eq!(b.submit_many(vec![5, 6]), vec![Err(BatchError::Full(2)), Err(BatchError::Full(2))]);
-        assert!(start.elapsed() < Duration::from_secs(5), "a full queue blocked the caller");
+        assert_eq!(b.submit(5), Err(BatchError::Full(2)));
+        assert_eq!(
+            b.submit_many(vec![6, 7]),
+            vec![Err(BatchError::Full(2)), Err(BatchError::Full(2))]
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a full queue blocked the caller"
+        );
         assert_eq!(b.stats().rejected_full, 3);
-        for _ in 0..3 {
+        for _ in 0..4 {
             release_tx.send(()).unwrap();
         }
         assert_eq!(first.join().unwrap(), Ok(answer(1)));
-        for (h, x) in queued.into_iter().zip([2, 3]) {
+        assert_eq!(second.join().unwrap(), Ok(answer(2)));
+        for (h, x) in queued.into_iter().zip([3, 4]) {
             assert_eq!(h.join().unwrap(), Ok(answer(x)));
         }
         // Room again.
         release_tx.send(()).unwrap();
-        assert_eq!(b.submit(7), Ok(answer(7)));
+        assert_eq!(b.submit(8), Ok(answer(8)));
         let s = b.stats();
-        assert_eq!((s.submitted, s.items, s.rejected_full), (4, 4, 3));
+        assert_eq!((s.submitted, s.items, s.rejected_full), (5, 5, 3));
     }
 
     #[test]

@@ -582,6 +582,7 @@ impl PyCore {
         let out = without_gil(py, || -> Result<RouteOutcome, routerx_core::Error> {
             match sem.batcher.submit((scope, query.clone())) {
                 Ok(Ok((vector, mut candidates))) => {
+                    core.semantic().rescore(&vector, &mut candidates);
                     if let Some((v, t)) = &verify {
                         let sig = semantic::guard::Signature::of(&query);
                         let (kept, refused) = semantic::verifier::filter(core.semantic(), v, *t, &sig, &vector, &candidates);

@@ -336,6 +336,21 @@ impl SemanticStore {
         Err(r)
     }
 
+    /// Replaces the index's scores of `candidates` by the exact cosine with the entries' own
+    /// vectors and re-sorts them best first. The index may store vectors compressed (HNSW
+    /// partitions hold float16): thresholds and the reported similarity are always exact. Ids no
+    /// longer held keep their score (`resolve` refuses them as stale).
+    pub fn rescore(&self, query: &[f32], candidates: &mut [(u64, f32)]) {
+        for (id, sim) in candidates.iter_mut() {
+            if let Some(e) = self.get(*id) {
+                if e.vector.len() == query.len() {
+                    *sim = e.vector.iter().zip(query).map(|(a, b)| a * b).sum();
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+
     pub fn remove(&self, id: u64) -> bool {
         let removed = self.shard(id).write().remove(id);
         removed.map(|e| self.account_removal(&e)).is_some()
@@ -493,6 +508,17 @@ mod tests {
         assert!(s.resolve(7, &q_same, &[(id2, 0.95)], &loose, 1.0).is_ok());
         let st = s.stats();
         assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (3, 1, 2));
+    }
+
+    #[test]
+    fn rescore_uses_the_entries_exact_vectors() {
+        let s = SemanticStore::new(SemanticConfig::default());
+        let a = s.insert(1, "a".into(), vec![0.6, 0.8], entry("a", 0.01, 100.0), 0.0).unwrap();
+        let b = s.insert(1, "b".into(), vec![1.0, 0.0], entry("b", 0.01, 100.0), 0.0).unwrap();
+        // Approximate scores (as a compressed index returns them), in the wrong order, and a stale id.
+        let mut c = vec![(a, 0.999), (999, 0.7), (b, 0.5)];
+        s.rescore(&[1.0, 0.0], &mut c);
+        assert_eq!(c, vec![(b, 1.0), (999, 0.7), (a, 0.6)]);
     }
 
     #[test]

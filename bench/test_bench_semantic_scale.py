@@ -11,7 +11,7 @@ stored ones, as in the file's pairs). Vectors:
   because embedding 90k more texts with MiniLM takes over 20 minutes here.
 
 "excluded": one ``SemanticIndex.search`` of a precomputed query vector (the faiss search of one
-scope, as the core's batcher calls it; exact below ``hnsw_threshold`` = 50k, HNSW above it), 1
+scope, as the core's batcher calls it; exact below ``hnsw_threshold`` = 5k, HNSW (float16 vectors) above it, as the Router builds it), 1
 faiss thread. "included": query text → embedding → search. "route": ``Router.route`` from text to
 answer (exact check, classification, embedding, search, entry fetch, guard), static embedder,
 ``max_wait_us = 0``, 10k entries put with ``record`` like real answers.

@@ -18,7 +18,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError
 
@@ -101,10 +101,15 @@ class Curve:
         return None
 
 
-def curve(scores: Sequence[float], labels: Sequence[int], steps: int = 400) -> Curve:
-    """Scores are cosines (−inf for a guard rejection); thresholds from 1 down to 0."""
+def curve(scores: Sequence[float], labels: Sequence[int], steps: int = 400, balanced: bool = False) -> Curve:
+    """Scores are cosines (−inf for a guard rejection); thresholds from 1 down to 0.
+
+    ``balanced``: precision as on a set with as many non-duplicates as duplicates (each accepted
+    non-duplicate counts positives/negatives times), the usual way duplicate-detection precision is
+    quoted; recall and false-hit rate do not depend on it."""
     pos = sum(labels)
     neg = len(labels) - pos
+    w = pos / neg if balanced and neg else 1.0
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
     ts = [1.0 - i / steps for i in range(steps + 1)]
     prec, rec, fhr = [], [], []
@@ -117,7 +122,7 @@ def curve(scores: Sequence[float], labels: Sequence[int], steps: int = 400) -> C
             else:
                 fp += 1
             j += 1
-        prec.append(tp / (tp + fp) if tp + fp else 1.0)
+        prec.append(tp / (tp + w * fp) if tp + fp else 1.0)
         rec.append(tp / pos if pos else 0.0)
         fhr.append(fp / neg if neg else 0.0)
     # Ascending thresholds, so at_precision keeps the lowest one that qualifies last.
@@ -263,51 +268,92 @@ def pair_matrix(pairs: Sequence[Pair], va: Any, vb: Any) -> Any:
     return np.frombuffer(raw, dtype=np.float32).reshape(len(pairs), -1)
 
 
-def fit_mlp(x: Any, y: Any, hidden: int = 64, epochs: int = 8, seed: int = 0, lr: float = 1e-3, l2: float = 1e-4, batch: int = 256) -> Dict[str, Any]:
-    """A one-hidden-layer ReLU network (``hidden`` = 0: logistic regression) trained with Adam on
-    the logistic loss; deterministic for a seed. Returns standardisation and layers."""
+def fit_mlp(
+    x: Any,
+    y: Any,
+    hidden: Union[int, Sequence[int]] = 64,
+    epochs: int = 8,
+    seed: int = 0,
+    lr: float = 1e-3,
+    l2: float = 1e-4,
+    batch: int = 256,
+    pos_weight: float = 1.0,
+    val: Optional[Tuple[Any, Any]] = None,
+    val_score: Optional[Callable[[Any, Any], float]] = None,
+    patience: int = 0,
+) -> Dict[str, Any]:
+    """A ReLU network (``hidden``: the hidden layers' widths, an int for one layer; 0 or empty:
+    logistic regression) trained with Adam on the logistic loss, positives weighted by
+    ``pos_weight``; deterministic for a seed. Returns standardisation and layers.
+
+    With ``val`` = (x, y), the network is scored on it after every epoch (``val_score(scores, y)``,
+    higher is better; default: minus the log-loss) and the best epoch's weights are returned;
+    ``patience`` > 0 stops after that many epochs without improvement."""
     import numpy as np
 
+    widths = [hidden] if isinstance(hidden, int) else list(hidden)
+    widths = [w for w in widths if w]
     rng = np.random.default_rng(seed)
     mean = x.mean(axis=0)
     scale = 1.0 / np.maximum(x.std(axis=0), 1e-6)
     xs = ((x - mean) * scale).astype(np.float32)
     n, d = xs.shape
-    shapes = [(hidden, d), (1, hidden)] if hidden else [(1, d)]
+    dims = [d] + widths + [1]
     params: List[Any] = []
-    for o, i in shapes:
+    for i, o in zip(dims[:-1], dims[1:]):
         params += [(rng.standard_normal((o, i)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32)]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     step = 0
     yf = y.astype(np.float32)
-    for _ in range(epochs):
+    nl = len(params) // 2
+
+    def model_of(ps: List[Any]) -> Dict[str, Any]:
+        layers = [(ps[k].copy(), ps[k + 1].copy()) for k in range(0, len(ps), 2)]
+        return {"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), "layers": layers}
+
+    def default_score(s: Any, t: Any) -> float:
+        s = np.clip(s, 1e-7, 1 - 1e-7)
+        return float(np.mean(t * np.log(s) + (1 - t) * np.log(1 - s)))
+
+    score_of = val_score or default_score
+    best: Optional[Dict[str, Any]] = None
+    best_score = -np.inf
+    since = 0
+    for epoch in range(epochs):
         order = rng.permutation(n)
         for s in range(0, n, batch):
             b = order[s : s + batch]
-            xb, yb = xs[b], yf[b]
-            if hidden:
-                w1, b1, w2, b2 = params
-                h = np.maximum(xb @ w1.T + b1, 0)
-                z = (h @ w2.T + b2)[:, 0]
-            else:
-                w2, b2 = params
-                z = (xb @ w2.T + b2)[:, 0]
-            g = (1 / (1 + np.exp(-z)) - yb)[:, None] / len(b)
-            if hidden:
-                gw2 = g.T @ h + l2 * w2
-                gb2 = g.sum(0)
-                gh = (g @ w2) * (h > 0)
-                grads = [gh.T @ xb + l2 * w1, gh.sum(0), gw2, gb2]
-            else:
-                grads = [g.T @ xb + l2 * w2, g.sum(0)]
+            acts = [xs[b]]
+            for k in range(nl):
+                z = acts[-1] @ params[2 * k].T + params[2 * k + 1]
+                acts.append(np.maximum(z, 0) if k < nl - 1 else z)
+            yb = yf[b]
+            wb = np.where(yb > 0.5, np.float32(pos_weight), np.float32(1.0))
+            g = ((1 / (1 + np.exp(-acts[-1][:, 0])) - yb) * wb)[:, None] / len(b)
+            grads: List[Any] = [None] * len(params)
+            for k in range(nl - 1, -1, -1):
+                w = params[2 * k]
+                grads[2 * k] = g.T @ acts[k] + l2 * w
+                grads[2 * k + 1] = g.sum(0)
+                if k:
+                    g = (g @ w) * (acts[k] > 0)
             step += 1
             for k, (p, gk) in enumerate(zip(params, grads)):
                 m[k] = 0.9 * m[k] + 0.1 * gk
                 v[k] = 0.999 * v[k] + 0.001 * gk * gk
                 p -= lr * (m[k] / (1 - 0.9**step)) / (np.sqrt(v[k] / (1 - 0.999**step)) + 1e-8)
-    layers = [(params[k], params[k + 1]) for k in range(0, len(params), 2)]
-    return {"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), "layers": layers}
+        if val is not None:
+            cur = model_of(params)
+            sc = score_of(mlp_scores(cur, val[0]), val[1])
+            if sc > best_score:
+                best, best_score, since = cur, sc, 0
+                best["epoch"] = epoch + 1
+            else:
+                since += 1
+                if patience and since >= patience:
+                    break
+    return best if best is not None else model_of(params)
 
 
 def mlp_scores(model: Dict[str, Any], x: Any) -> Any:

@@ -228,6 +228,16 @@ def _plot(path: Path, plain: Curve, guarded: Curve, report: Dict[str, Any], targ
 # -- the learned pair verifier ------------------------------------------------------------------
 
 
+#: Verifier defaults: one hidden layer of 64, weight decay 1e-2, at most 25 epochs with the epoch
+#: chosen on validation pairs (stopping after 5 without improvement). On held-out QQP pairs (MiniLM)
+#: these beat 16 units for 3 epochs at balanced precision 0.90 (recall 0.47 vs 0.44, cosine 0.38);
+#: wider or two-layer networks, or less decay, did no better on the validation pairs' 0.90 figure.
+HIDDEN = 64
+EPOCHS = 25
+L2 = 1e-2
+PATIENCE = 5
+
+
 def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
     """Train and test pair indices such that no text appears on both sides: pairs sharing a text
     (transitively) form one group, and whole groups go to one side."""
@@ -383,18 +393,23 @@ def train_verifier(
     embedder_id: str,
     target_precision: float = 0.95,
     test_fraction: float = 0.2,
-    hidden: int = 16,
-    epochs: int = 3,
-    l2: float = 1e-2,
+    hidden: Union[int, Sequence[int]] = HIDDEN,
+    epochs: int = EPOCHS,
+    l2: float = L2,
     seed: int = 0,
     guard: bool = True,
+    balanced: bool = True,
 ) -> Tuple[Any, Dict[str, Any]]:
     """Trains a pair verifier on ``pairs`` (unit vectors ``va``/``vb`` of their texts) and reports
     it on held-out pairs that share no text with the training pairs.
 
-    The acceptance threshold is chosen on a validation part of the training pairs (also split by
-    text), so the held-out figures are those of the shipped threshold. With ``guard``, a pair the
-    near-miss guard rejects is never a hit (as in the cache). Returns (``_core.Verifier``, report).
+    A validation part of the training pairs (also split by text) picks the epoch (early stopping:
+    the one with the most recall at the target precision) and the acceptance threshold, so the
+    held-out figures are those of the shipped threshold. ``balanced``: the target precision is that
+    on balanced pairs (as many duplicates as non-duplicates, how duplicate-detection precision is
+    usually quoted); otherwise on the pairs' own mix. The report holds both either way. With
+    ``guard``, a pair the near-miss guard rejects is never a hit (as in the cache). Returns
+    (``_core.Verifier``, report).
     """
     import numpy as np
 
@@ -409,47 +424,66 @@ def train_verifier(
     val_i = [train[i] for i in val_i]
     if min(y[fit_i].sum(), len(fit_i) - y[fit_i].sum(), y[test].sum()) < 1:
         raise ConfigError("the pairs need duplicates and non-duplicates on both sides of the split", field="pairs")
-    # Strong weight decay and few epochs: wider or longer-trained networks memorise the training
-    # pairs (train AUC 0.99) and do worse on held-out ones.
-    model = fit_mlp(x[fit_i], y[fit_i], hidden=hidden, epochs=epochs, seed=seed, l2=l2)
     # Column 13 of the features (after the cosine) is "the guard rejects".
     rejected = x[:, 1 + 12] > 0.5
-    scores = mlp_scores(model, x)
-    if guard:
-        scores = np.where(rejected, -np.inf, scores)
 
-    def report_of(idx: List[int]) -> Curve:
+    def guarded(s: Any, idx: Any) -> Any:
+        return np.where(rejected[idx], -np.inf, s) if guard else s
+
+    def report_of(s: Any, idx: Any, bal: bool) -> Curve:
         # Fine steps: trained scores crowd near 1, where a coarse grid hides the usable thresholds.
-        return curve(scores[idx].tolist(), y[idx].tolist(), steps=20000)
+        return curve(guarded(s, idx).tolist(), y[idx].tolist(), steps=20000, balanced=bal)
 
-    chosen = report_of(val_i).at_precision(target_precision)
+    def val_score(s: Any, yv: Any) -> float:
+        hit = report_of(s, val_i, balanced).at_precision(target_precision)
+        return hit["recall"] if hit else 0.0
+
+    # Weight decay, and the epoch chosen on validation pairs: longer-trained networks memorise the
+    # training pairs and do worse on held-out ones.
+    model = fit_mlp(x[fit_i], y[fit_i], hidden=hidden, epochs=epochs, seed=seed, l2=l2, val=(x[val_i], y[val_i]) if val_i else None, val_score=val_score, patience=PATIENCE)
+    scores = mlp_scores(model, x)
+    chosen = report_of(scores[val_i], val_i, balanced).at_precision(target_precision) if val_i else None
     threshold = chosen["threshold"] if chosen else 0.999
     threshold = min(max(threshold, 1e-3), 0.999)
     te = np.array(test)
-    acc = scores[te] >= threshold
+    acc = guarded(scores[te], te) >= threshold
     tp = int((acc & (y[te] == 1)).sum())
     fp = int((acc & (y[te] == 0)).sum())
-    test_curve = report_of(test)
-    cos = np.where(rejected, -np.inf, x[:, 0]) if guard else x[:, 0]
-    cos_curve = curve(cos[te].tolist(), y[te].tolist(), steps=20000)
+    pos = int(y[te].sum())
+    neg = len(te) - pos
+    widths = [hidden] if isinstance(hidden, int) else list(hidden)
     report: Dict[str, Any] = {
         "pairs": len(pairs),
         "train_pairs": len(fit_i),
         "validation_pairs": len(val_i),
         "test_pairs": len(test),
-        "test_positives": int(y[te].sum()),
-        "hidden": hidden,
+        "test_positives": pos,
+        "test_negatives": neg,
+        "hidden": [w for w in widths if w],
         "l2": l2,
         "epochs": epochs,
+        "epoch_chosen": model.get("epoch", epochs),
         "seed": seed,
         "guard": guard,
         "target_precision": target_precision,
+        "target_on": "balanced pairs" if balanced else "the pairs' own mix",
         "threshold": threshold,
-        "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / max(int(y[te].sum()), 1), "false_hits": fp},
-        "test_best_at_target": test_curve.at_precision(target_precision),
-        "test_cosine_at_target": cos_curve.at_precision(target_precision),
+        # The pairs' own mix (QQP: ~37% duplicates).
+        "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / max(pos, 1), "false_hits": fp},
+        "test_best_at_target": report_of(scores[te], te, False).at_precision(target_precision),
+        "test_cosine_at_target": report_of(x[te, 0], te, False).at_precision(target_precision),
+        # Balanced: each accepted non-duplicate counts positives/negatives times (as if the
+        # non-duplicates were subsampled to the number of duplicates).
+        "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp and neg else 1.0, "recall": tp / max(pos, 1)},
+        "test_balanced_best_at_target": report_of(scores[te], te, True).at_precision(target_precision),
+        "test_balanced_cosine_at_target": report_of(x[te, 0], te, True).at_precision(target_precision),
     }
-    report["_curves"] = {"verifier": test_curve, "cosine": cos_curve}
+    report["_curves"] = {
+        "verifier": report_of(scores[te], te, False),
+        "cosine": report_of(x[te, 0], te, False),
+        "verifier_balanced": report_of(scores[te], te, True),
+        "cosine_balanced": report_of(x[te, 0], te, True),
+    }
     dim = int(np.asarray(va).shape[1])
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     return as_verifier(model, embedder_id, dim, threshold, public), report

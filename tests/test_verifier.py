@@ -11,7 +11,7 @@ import pytest
 
 import routerx
 from routerx import _core
-from routerx.calibrate import Pair, as_verifier, fit_mlp, pair_matrix
+from routerx.calibrate import Pair, as_verifier, curve, fit_mlp, mlp_scores, pair_matrix
 from routerx.embed import INSTALL_COMMAND, load_minilm, minilm_dir
 from routerx.errors import RouterxError, SnapshotError
 
@@ -116,3 +116,21 @@ def test_bad_verifier_files_are_named(verifier_file: Path, tmp_path: Path) -> No
     other.save(str(path))
     with pytest.raises(RouterxError, match="another-embedder"):
         routerx.Router({"semantic": {"enabled": True, "verifier": str(path)}}, db=None)
+
+
+def test_balanced_precision_counts_negatives_as_if_as_many_as_positives() -> None:
+    # One duplicate, three non-duplicates; at threshold 0.8 one of each is accepted.
+    scores, labels = [0.9, 0.8, 0.7, 0.6], [1, 0, 0, 0]
+    i = curve(scores, labels, steps=10).thresholds.index(0.8)
+    assert curve(scores, labels, steps=10).precision[i] == pytest.approx(0.5)
+    assert curve(scores, labels, steps=10, balanced=True).precision[i] == pytest.approx(1 / (1 + 1 / 3))
+
+
+def test_two_hidden_layers_learn_and_early_stopping_keeps_the_best_epoch() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 5)).astype(np.float32)
+    y = ((x[:, 0] * x[:, 1]) > 0).astype(np.int64)  # XOR-like: not linearly separable
+    model = fit_mlp(x, y, hidden=[16, 8], epochs=60, seed=1, lr=1e-2, batch=32, val=(x, y))
+    assert [w.shape for w, _ in model["layers"]] == [(16, 5), (8, 16), (1, 8)]
+    assert ((mlp_scores(model, x) > 0.5) == y).mean() > 0.9
+    assert 1 <= model["epoch"] <= 60

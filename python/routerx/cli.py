@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--pairs", required=True, help="labelled pairs, as for calibrate")
     tv.add_argument("--out", required=True, help="verifier file to write ([semantic] verifier = this path)")
     tv.add_argument("--target-precision", type=float, default=0.95)
-    tv.add_argument("--hidden", type=int, default=16, help="hidden units (0: logistic regression)")
-    tv.add_argument("--epochs", type=int, default=3)
+    tv.add_argument("--hidden", default=None, help="hidden layer widths, comma-separated (0: logistic regression; default: the trainer's)")
+    tv.add_argument("--epochs", type=int, default=None, help="most epochs (the best on validation pairs is kept)")
+    tv.add_argument("--l2", type=float, default=None, help="weight decay")
+    tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
     tv.add_argument("--seed", type=int, default=0)
     tv.add_argument("--a", default="text_a")
     tv.add_argument("--b", default="text_b")
@@ -211,7 +213,14 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     emb = load_minilm()
     va = emb.embed([p.a for p in pairs])
     vb = emb.embed([p.b for p in pairs])
-    v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, hidden=args.hidden, epochs=args.epochs, seed=args.seed)
+    kw: Dict[str, Any] = {}
+    if args.hidden is not None:
+        kw["hidden"] = [int(w) for w in str(args.hidden).split(",") if w.strip()]
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    if args.l2 is not None:
+        kw["l2"] = args.l2
+    v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, seed=args.seed, balanced=not args.natural_mix, **kw)
     v.save(args.out)
     rep.pop("_curves", None)
     print(json.dumps(rep, indent=2))

@@ -282,6 +282,18 @@ impl Limit {
         self.spent.fetch_add(amount, Relaxed);
     }
 
+    /// Turns a held `amount` into the `actual` charge in one update of `used`. Releasing and then
+    /// charging would open a gap in which another reservation takes the room this one still uses.
+    fn settle_held(&self, now: f64, window: u64, amount: u64, actual: u64) {
+        if self.window(now) != window {
+            // The window rolled since the reservation: nothing is held any more.
+            return self.charge(now, actual);
+        }
+        let _ = self.used.fetch_update(AcqRel, Acquire, |u| Some(u.saturating_sub(amount).saturating_add(actual)));
+        sub_sat(&self.reserved, amount);
+        self.spent.fetch_add(actual, Relaxed);
+    }
+
     /// Would `amount` more fit right now? (A hint for choosing the action; reservations decide.)
     fn fits(&self, amount: u64, now: f64) -> bool {
         self.window(now);
@@ -329,9 +341,14 @@ impl Reservation {
         if self.charged.swap(true, AcqRel) {
             return false;
         }
-        self.release();
-        for (l, _, _) in &self.parts {
-            l.charge(now, l.amount(usd_nano, tokens));
+        let held = !self.released.swap(true, AcqRel);
+        for (l, w, amount) in &self.parts {
+            let actual = l.amount(usd_nano, tokens);
+            if held {
+                l.settle_held(now, *w, *amount, actual);
+            } else {
+                l.charge(now, actual);
+            }
         }
         true
     }

@@ -453,6 +453,12 @@ def train_verifier(
     pos = int(y[te].sum())
     neg = len(te) - pos
     widths = [hidden] if isinstance(hidden, int) else list(hidden)
+    curves = {
+        "verifier": report_of(scores[te], te, False),
+        "cosine": report_of(x[te, 0], te, False),
+        "verifier_balanced": report_of(scores[te], te, True),
+        "cosine_balanced": report_of(x[te, 0], te, True),
+    }
     report: Dict[str, Any] = {
         "pairs": len(pairs),
         "train_pairs": len(fit_i),
@@ -471,20 +477,15 @@ def train_verifier(
         "threshold": threshold,
         # The pairs' own mix (QQP: ~37% duplicates).
         "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / max(pos, 1), "false_hits": fp},
-        "test_best_at_target": report_of(scores[te], te, False).at_precision(target_precision),
-        "test_cosine_at_target": report_of(x[te, 0], te, False).at_precision(target_precision),
+        "test_best_at_target": curves["verifier"].at_precision(target_precision),
+        "test_cosine_at_target": curves["cosine"].at_precision(target_precision),
         # Balanced: each accepted non-duplicate counts positives/negatives times (as if the
         # non-duplicates were subsampled to the number of duplicates).
         "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp and neg else 1.0, "recall": tp / max(pos, 1)},
-        "test_balanced_best_at_target": report_of(scores[te], te, True).at_precision(target_precision),
-        "test_balanced_cosine_at_target": report_of(x[te, 0], te, True).at_precision(target_precision),
+        "test_balanced_best_at_target": curves["verifier_balanced"].at_precision(target_precision),
+        "test_balanced_cosine_at_target": curves["cosine_balanced"].at_precision(target_precision),
     }
-    report["_curves"] = {
-        "verifier": report_of(scores[te], te, False),
-        "cosine": report_of(x[te, 0], te, False),
-        "verifier_balanced": report_of(scores[te], te, True),
-        "cosine_balanced": report_of(x[te, 0], te, True),
-    }
+    report["_curves"] = curves
     dim = int(np.asarray(va).shape[1])
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     return as_verifier(model, embedder_id, dim, threshold, public), report

@@ -13,8 +13,9 @@ from the core's live vectors when more than a quarter of it is dead.
 
 A partition is exact inner-product search (``IndexFlatIP``: cosine, for the unit vectors the
 embedder returns) while small, and moves to HNSW (``IndexHNSWSQ``, inner product, vectors held as
-float16; the core re-scores candidates exactly) past ``hnsw_threshold`` vectors. The new index is built from a copy, off the lookup path, and swapped
-in by one reference assignment, so lookups never wait for it.
+float16; the core re-scores candidates exactly) past ``hnsw_threshold`` vectors. The new index is
+built from a copy, off the lookup path, and swapped in by one reference assignment, so lookups
+never wait for it.
 """
 
 from __future__ import annotations

@@ -258,26 +258,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 
     /// Runs `reqs` as one batch on this thread when nobody would share it: `max_wait` is zero,
-    /// nothing is queued and the handler is idle. Gives the requests back otherwise.
-    fn run_here(&self, reqs: Vec<Req>) -> Result<Vec<Result<Resp, BatchError>>, Vec<Req>> {
-        if !self.cfg.max_wait.is_zero() || self.tx.is_none() || self.counters.submit.queued.load(Relaxed) != 0 {
+    /// nothing is queued and the handler is idle. Gives the requests back otherwise. No reply slot:
+    /// the caller is the one waiting.
+    fn run_here(&self, reqs: Vec<Req>) -> Result<Result<Vec<Resp>, BatchError>, Vec<Req>> {
+        if !self.cfg.max_wait.is_zero() || self.counters.submit.queued.load(Relaxed) != 0 {
             return Err(reqs);
         }
         let Some(_running) = self.running.try_lock() else { return Err(reqs) };
-        let n = reqs.len();
-        self.counters.submit.submitted.fetch_add(n as u64, Relaxed);
-        let slot = Slot::new(n, n);
-        let reply = ReplyTo { slot: Arc::clone(&slot), start: 0, len: n, done: false };
-        run_batch(&*self.handler, Batch { reqs, replies: vec![reply] }, &self.counters.worker);
-        let mut st = slot.wait();
-        Ok(st.many.iter_mut().map(|r| r.take().unwrap_or(Err(BatchError::Closed))).collect())
+        self.counters.submit.submitted.fetch_add(reqs.len() as u64, Relaxed);
+        Ok(call(&*self.handler, reqs, &self.counters.worker))
     }
 
     /// Blocks the calling thread until its response is ready. Never blocks on a full queue:
     /// returns `Full` instead.
     pub fn submit(&self, req: Req) -> Result<Resp, BatchError> {
         let req = match self.run_here(vec![req]) {
-            Ok(mut done) => return done.pop().unwrap_or(Err(BatchError::Closed)),
+            Ok(done) => return done.and_then(|mut r| r.pop().ok_or(BatchError::Closed)),
             Err(mut back) => back.pop().expect("one request"),
         };
         let slot = Slot::new(1, 0);
@@ -296,7 +292,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         }
         let reqs = if n <= self.cfg.max_batch {
             match self.run_here(reqs) {
-                Ok(done) => return done,
+                Ok(Ok(resps)) => return resps.into_iter().map(Ok).collect(),
+                Ok(Err(e)) => return (0..n).map(|_| Err(e.clone())).collect(),
                 Err(back) => back,
             }
         } else {
@@ -454,28 +451,36 @@ fn worker_loop<Req, Resp>(
     }
 }
 
-fn run_batch<Req, Resp>(handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync), batch: Batch<Req, Resp>, counters: &WorkerCounters) {
-    let Batch { reqs, mut replies } = batch;
+/// One handler call, counted; a panic or a wrong number of responses is a `Handler` error.
+fn call<Req, Resp>(handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync), reqs: Vec<Req>, counters: &WorkerCounters) -> Result<Vec<Resp>, BatchError> {
     let n = reqs.len();
     // Counted before anyone is answered, so a caller that has its response sees its batch in stats.
     counters.batches.fetch_add(1, Relaxed);
     counters.items.fetch_add(n as u64, Relaxed);
     counters.largest_batch.fetch_max(n as u64, Relaxed);
     let failure = match catch_unwind(AssertUnwindSafe(|| handler(reqs))) {
-        Ok(resps) if resps.len() == n => {
+        Ok(resps) if resps.len() == n => return Ok(resps),
+        Ok(resps) => format!("returned {} responses for {n} requests", resps.len()),
+        Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+    };
+    Err(BatchError::Handler(failure))
+}
+
+fn run_batch<Req, Resp>(handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync), batch: Batch<Req, Resp>, counters: &WorkerCounters) {
+    let Batch { reqs, mut replies } = batch;
+    match call(handler, reqs, counters) {
+        Ok(resps) => {
             let mut resps = resps.into_iter();
             for reply in &mut replies {
                 let len = reply.len;
                 reply.send(resps.by_ref().take(len).map(Ok));
             }
-            return;
         }
-        Ok(resps) => format!("returned {} responses for {n} requests", resps.len()),
-        Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
-    };
-    let err = BatchError::Handler(failure);
-    for reply in &mut replies {
-        reply.send((0..reply.len).map(|_| Err(err.clone())));
+        Err(err) => {
+            for reply in &mut replies {
+                reply.send((0..reply.len).map(|_| Err(err.clone())));
+            }
+        }
     }
 }
 
@@ -595,6 +600,23 @@ mod tests {
         // A positive max_wait always goes through the worker, which may coalesce.
         let b = Batcher::new(cfg(8, Duration::from_micros(1), 64), on_thread).unwrap();
         assert_eq!(b.submit(1), Ok((1, true)));
+    }
+
+    #[test]
+    fn zero_wait_handler_failure_on_the_callers_thread_is_an_error() {
+        let flaky = |reqs: Vec<u64>| {
+            assert!(reqs[0] != 13, "unlucky");
+            if reqs[0] == 7 {
+                return Vec::new();
+            }
+            doubling(reqs)
+        };
+        let b = Batcher::new(cfg(8, Duration::ZERO, 64), flaky).unwrap();
+        assert_eq!(b.submit(13), Err(BatchError::Handler("panicked: unlucky".into())));
+        let short = BatchError::Handler("returned 0 responses for 2 requests".into());
+        assert_eq!(b.submit_many(vec![7, 8]), vec![Err(short.clone()), Err(short)]);
+        assert_eq!(b.submit(1), Ok(answer(1)));
+        assert_eq!(b.stats().batches, 3);
     }
 
     #[test]

@@ -10,8 +10,9 @@ whose nearest stored neighbour is below cosine 0.9. GPTCache's threshold is set 
 its score is 4 − ‖a − b‖² for unit vectors, so cosine 0.95 is a similarity_threshold of 0.975.
 
 routerx runs with the default config (``max_wait_us = 0``: a lookup never waits for others to
-join its micro-batch; ``hnsw_threshold = 5000``: HNSW at 10k entries), with exact search instead
-(``hnsw_threshold = 50000``), and with the earlier defaults (exact search and ``max_wait_us = 200``). GPTCache's faiss index is exact search (``IDMap,Flat``, L2): at 10k entries one query
+join its micro-batch; ``ivf_threshold = 5000``: an inverted file of 128 cells at 10k entries, 8
+searched), with HNSW instead (``hnsw_threshold = 5000``: the previous default), with exact search
+(both thresholds 50000), and with exact search and ``max_wait_us = 200``. GPTCache's faiss index is exact search (``IDMap,Flat``, L2): at 10k entries one query
 scans 15 MB of vectors, which bounds the ratio for routerx's exact partitions too.
 
 Needs ``pip install gptcache sqlalchemy`` (GPTCache installs sqlalchemy itself at run time when it
@@ -121,20 +122,25 @@ def systems(world: Dict[str, Any]) -> Any:
     tmp = tempfile.mkdtemp(prefix="routerx-gptcache-")
     atexit.register(shutil.rmtree, tmp, True)
     rh = _routerx(world)
-    r0 = _routerx(world, hnsw_threshold=50_000)
-    r200 = _routerx(world, hnsw_threshold=50_000, max_wait_us=200)
-    assert rh.semantic_index.stats()["hnsw_partitions"] == 1 and r0.semantic_index.stats()["hnsw_partitions"] == 0
+    rhnsw = _routerx(world, hnsw_threshold=5_000)
+    r0 = _routerx(world, ivf_threshold=50_000, hnsw_threshold=50_000)
+    r200 = _routerx(world, ivf_threshold=50_000, hnsw_threshold=50_000, max_wait_us=200)
+    assert rh.semantic_index.stats()["ivf_partitions"] == 1 and rhnsw.semantic_index.stats()["hnsw_partitions"] == 1
+    assert r0.semantic_index.stats()["ivf_partitions"] + r0.semantic_index.stats()["hnsw_partitions"] == 0
     faiss.omp_set_num_threads(1)  # routerx's default; both libraries share faiss's setting
     gc = _gptcache(world, tmp)
     # Keep the hit queries that routerx serves from its semantic layer, then check GPTCache agrees.
-    hits = [q for q in world["hits"] if all(r.route(q, no_store=True).cache == "semantic" for r in (r0, rh))][:500]
+    # How many of the close duplicates each index serves: exact search is the reference.
+    served = {name: [r.route(q, no_store=True).cache == "semantic" for q in world["hits"]] for name, r in (("routerx", rh), ("routerx_hnsw", rhnsw), ("routerx_exact", r0))}
+    hits = [q for j, q in enumerate(world["hits"]) if all(v[j] for v in served.values())][:500]
+    assert sum(served["routerx"]) >= 0.99 * sum(served["routerx_exact"]), {k: sum(v) for k, v in served.items()}
     assert len(hits) >= 200, f"only {len(hits)} semantic hits among {len(world['hits'])} close duplicates"
     gc_hits = sum(get(q, cache_obj=gc) is not None for q in hits)
     assert gc_hits >= 0.9 * len(hits), f"GPTCache served {gc_hits} of routerx's {len(hits)} hits"
     misses = world["misses"][:500]
-    assert all(r.route(q, no_store=True).cache == "miss" for q in misses for r in (r0, rh))
+    assert all(r.route(q, no_store=True).cache == "miss" for q in misses for r in (r0, rh, rhnsw))
     assert all(get(q, cache_obj=gc) is None for q in misses)
-    return {"world": world, "hits": hits, "misses": misses, "get": get, "put": put, "gptcache": gc, "routerx": rh, "routerx_exact": r0, "routerx_wait200": r200, "results": {}}
+    return {"world": world, "hits": hits, "misses": misses, "get": get, "put": put, "gptcache": gc, "routerx": rh, "routerx_hnsw": rhnsw, "routerx_exact": r0, "routerx_wait200": r200, "results": {}, "served": {k: sum(v) for k, v in served.items()}}
 
 
 def _cycle(items: List[str]) -> Callable[[], str]:
@@ -155,7 +161,7 @@ def _record(benchmark: Any, systems: Dict[str, Any], key: str) -> None:
         _summary(systems)
 
 
-GETS = ["gptcache", "routerx", "routerx_exact", "routerx_wait200"]
+GETS = ["gptcache", "routerx", "routerx_hnsw", "routerx_exact", "routerx_wait200"]
 
 
 @pytest.mark.benchmark(group="semantic-vs-gptcache")
@@ -206,6 +212,7 @@ def _summary(systems: Dict[str, Any]) -> None:
     """Printed (run with -s) once every get and put above has been measured."""
     res = systems["results"]
     print(f"\n{N} entries, {len(systems['hits'])} hit / {len(systems['misses'])} miss queries, faiss threads 1")
+    print("close duplicates served: " + ", ".join(f"{k} {v} of {len(systems['world']['hits'])}" for k, v in systems["served"].items()))
     print(f"{'':<28}{'p50 µs':>10}{'p99 µs':>10}")
     for k, (p50, p99) in sorted(res.items()):
         print(f"{k:<28}{p50:>10.1f}{p99:>10.1f}")

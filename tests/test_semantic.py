@@ -194,6 +194,23 @@ def test_hnsw_settings_reach_the_index() -> None:
     assert "hnsw_ef_search" in str(ei.value)
 
 
+def test_inverted_file_settings_reach_the_index() -> None:
+    r = make(embedder="static", ivf_threshold=8, ivf_nprobe=2)
+    assert (r.semantic_index.ivf_threshold, r.semantic_index.ivf_nprobe, r.semantic_index.ivf_dim, r.semantic_index.hnsw_threshold) == (8, 2, 128, 250_000)
+    for i in range(160):
+        remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="v")
+    assert r.semantic_index.stats()["ivf_partitions"] == 1
+    d = r.route("what is the opening time of shop number 42 on sunday", tenant="v")
+    assert d.cache == "semantic" and d.cached_response == "shop 42", d
+    # The inverted file drops invalidated entries at once (no dead vectors left to rebuild away).
+    r.invalidate("v")
+    assert r.route("what is the opening time of shop number 42 on sunday", tenant="v").cache == "miss"
+    assert r.semantic_index.stats()["vectors"] == 0 and r.semantic_index.stats()["dead_vectors"] == 0
+    with pytest.raises(routerx.ConfigError) as ei:
+        make(ivf_nprobe=0)
+    assert "ivf_nprobe" in str(ei.value)
+
+
 def test_model_missing_names_the_install_command(tmp_path: Any) -> None:
     with pytest.raises(routerx.ConfigError) as ei:
         routerx.Router({"semantic": {"enabled": True, "model_dir": str(tmp_path / "nope")}}, db=None)

@@ -52,6 +52,9 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "max_wait_us": int,
         "max_entries": int,
         "max_bytes": int,
+        "ivf_threshold": int,
+        "ivf_nprobe": int,
+        "ivf_dim": int,
         "hnsw_threshold": int,
         "hnsw_m": int,
         "hnsw_ef_search": int,
@@ -182,7 +185,13 @@ class SemanticSettings:
     max_wait_us: int = 0
     max_entries: int = 100_000
     max_bytes: int = 512 << 20
-    hnsw_threshold: int = 5_000
+    #: Exact search up to ``ivf_threshold`` vectors a scope, an inverted file (``ivf_nprobe`` of
+    #: its ~√n cells searched) up to ``hnsw_threshold``, HNSW past it.
+    ivf_threshold: int = 5_000
+    ivf_nprobe: int = 8
+    #: Principal directions an inverted file searches over (0: the full width).
+    ivf_dim: int = 128
+    hnsw_threshold: int = 250_000
     #: HNSW links per vector (build time and memory grow with it) and search breadth (latency
     #: grows with it); both raise recall. See bench/test_bench_semantic_1m.py.
     hnsw_m: int = 32
@@ -340,7 +349,7 @@ def load_config(config: ConfigInput = None) -> Config:
     emb = sm.get("embedder", "minilm")
     if emb not in EMBEDDERS:
         raise fail("semantic", "embedder", f"must be one of {list(EMBEDDERS)}, got {emb!r}")
-    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("faiss_threads", 0, 1024)):
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("ivf_threshold", 1, 2**40), ("ivf_nprobe", 1, 65536), ("ivf_dim", 0, 65536), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("faiss_threads", 0, 1024)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
@@ -352,6 +361,9 @@ def load_config(config: ConfigInput = None) -> Config:
         max_wait_us=sm["max_wait_us"],
         max_entries=sm["max_entries"],
         max_bytes=sm["max_bytes"],
+        ivf_threshold=sm["ivf_threshold"],
+        ivf_nprobe=sm["ivf_nprobe"],
+        ivf_dim=sm["ivf_dim"],
         hnsw_threshold=sm["hnsw_threshold"],
         hnsw_m=sm["hnsw_m"],
         hnsw_ef_search=sm["hnsw_ef_search"],

@@ -1,0 +1,148 @@
+"""The faiss side of the semantic cache: exact, inverted-file and HNSW partitions, growth between
+them, removal, and searches racing rebuilds."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List, Tuple
+
+import pytest
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("faiss")
+
+from routerx.semantic import SemanticIndex  # noqa: E402
+
+DIM = 32
+
+
+def unit_rows(n: int, seed: int = 0) -> Any:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class Live:
+    """What the core would hand back as its live vectors."""
+
+    def __init__(self) -> None:
+        self.rows: List[Tuple[int, int, bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self) -> List[Tuple[int, int, bytes]]:
+        with self.lock:
+            return list(self.rows)
+
+    def add(self, idx: SemanticIndex, scope: int, i: int, v: Any) -> None:
+        with self.lock:
+            self.rows.append((scope, i, v.tobytes()))
+        idx.add(scope, i, v.tobytes())
+
+
+def top(idx: SemanticIndex, scope: int, q: Any, k: int = 4) -> Tuple[Any, Any]:
+    ids, sims = idx.search(q.tobytes(), [scope] * len(q), k)
+    return np.frombuffer(ids, dtype=np.int64).reshape(len(q), k), np.frombuffer(sims, dtype=np.float32).reshape(len(q), k)
+
+
+def test_cells_follow_the_size() -> None:
+    assert [SemanticIndex.ivf_cells(n) for n in (1, 2, 100, 5_001, 10_000, 100_000, 250_000)] == [1, 1, 2, 128, 128, 512, 512]
+
+
+def test_partitions_move_from_exact_to_inverted_file_to_hnsw_by_size() -> None:
+    x = unit_rows(1_200)
+    live = Live()
+    idx = SemanticIndex(DIM, ivf_threshold=100, hnsw_threshold=1_000, ivf_nprobe=4, live=live)
+    kinds, built = [], []
+    for i in range(len(x)):
+        live.add(idx, 5, i, x[i])
+        kinds.append(idx._parts[5].kind)
+        built.append(idx._parts[5].built_for)
+    assert kinds[99] == "flat" and kinds[100] == "ivf" and kinds[999] == "ivf" and kinds[1000] == "hnsw"
+    # Exact to an inverted file at 101 vectors, retrained for 405 (four times 101), HNSW at 1,001.
+    assert (built[100], built[403], built[404], built[999]) == (101, 101, 405, 405)
+    assert idx.stats()["rebuilds"] == 3 and idx.stats()["hnsw_partitions"] == 1
+    ids, sims = top(idx, 5, x[:50])
+    assert (ids[:, 0] == np.arange(50)).all() and np.allclose(sims[:, 0], 1, atol=1e-3)
+
+
+def test_inverted_file_finds_every_stored_vector_and_drops_removed_ones_at_once() -> None:
+    x = unit_rows(3_000, seed=1)
+    idx = SemanticIndex(DIM, ivf_threshold=100, hnsw_threshold=10**6, ivf_nprobe=1, ivf_dim=0)
+    idx.add_many((9, i, x[i].tobytes()) for i in range(len(x)))
+    p = idx._parts[9]
+    # ivf_nprobe or a 32nd of the cells, whichever is more.
+    assert p.kind == "ivf" and p.index.nlist == 64 and p.index.nprobe == 2
+    # A vector sits in its nearest cell, so the first probe finds it.
+    ids, _ = top(idx, 9, x)
+    assert (ids[:, 0] == np.arange(len(x))).all()
+    gone = list(range(0, 3_000, 3))
+    assert idx.remove(gone) == len(gone)
+    ids, _ = top(idx, 9, x[gone])
+    assert not set(ids.ravel().tolist()) & set(gone)
+    assert idx.stats()["vectors"] == 2_000 and idx.stats()["dead_vectors"] == 0
+    # Another scope sees none of it.
+    ids, _ = top(idx, 10, x[:5])
+    assert (ids == -1).all()
+
+
+def test_projected_inverted_file_keeps_the_neighbours_of_low_rank_vectors() -> None:
+    """Vectors with most of their energy in a few directions (as sentence embeddings have) keep
+    their neighbours when the search runs over the top principal directions."""
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.standard_normal((DIM, DIM)))[0]
+    scale = np.r_[np.ones(8), np.full(DIM - 8, 0.05)]
+    x = (rng.standard_normal((4_000, DIM)) * scale) @ basis.T
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    idx = SemanticIndex(DIM, ivf_threshold=100, ivf_nprobe=4, ivf_dim=8)
+    idx.add_many((2, i, x[i].tobytes()) for i in range(len(x)))
+    assert idx._parts[2].index.d_out == 8 if hasattr(idx._parts[2].index, "d_out") else idx._parts[2].index.chain.at(0).d_out == 8
+    ids, sims = top(idx, 2, x[:500])
+    assert (ids[:, 0] == np.arange(500)).mean() >= 0.99
+    # Scores are over the projections (the core re-scores exactly): at most 1, near 1 for itself.
+    assert sims.max() <= 1 + 1e-3 and np.median(sims[:, 0]) > 0.95
+    assert idx.remove([0, 1, 2]) == 3
+    ids, _ = top(idx, 2, x[:3])
+    assert not {0, 1, 2} & set(ids.ravel().tolist())
+
+
+def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> None:
+    """4 writers cross every size boundary while 4 readers check that each vector added before
+    their search is found first, through every swap of a rebuilt partition."""
+    n_per, writers = 600, 4
+    x = unit_rows(n_per * writers, seed=2)
+    live = Live()
+    idx = SemanticIndex(DIM, ivf_threshold=64, hnsw_threshold=2_000, ivf_nprobe=2, ivf_dim=0, live=live)
+    added: List[int] = []
+    added_lock = threading.Lock()
+    errors: List[str] = []
+    done = threading.Event()
+
+    def write(w: int) -> None:
+        for i in range(w, n_per * writers, writers):
+            live.add(idx, 1, i, x[i])
+            with added_lock:
+                added.append(i)
+
+    def read(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        while not done.is_set() or rng.random() < 0.5:
+            with added_lock:
+                known = list(added)
+            if not known:
+                continue
+            pick = rng.choice(known, size=min(8, len(known)), replace=False)
+            ids, _ = top(idx, 1, x[pick])
+            for want, got in zip(pick, ids[:, 0]):
+                if got != want:
+                    errors.append(f"vector {want} found as {got}")
+
+    ws = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    rs = [threading.Thread(target=read, args=(r,)) for r in range(4)]
+    for t in rs + ws:
+        t.start()
+    for t in ws:
+        t.join()
+    done.set()
+    for t in rs:
+        t.join()
+    assert not errors, errors[:5]
+    assert idx.stats()["vectors"] == n_per * writers and idx.stats()["hnsw_partitions"] == 1

@@ -254,6 +254,64 @@ def test_64_threads_get_their_own_answers_through_the_batcher() -> None:
     assert b["largest_batch"] > 1 and b["largest_batch"] <= 16 and b["failures"] == 0
 
 
+def test_route_many_goes_through_the_semantic_cache() -> None:
+    r = make(max_batch=8)
+    remember(r, "How do I reset my password?", "Settings, then Security.", tenant="m")
+    remember(r, "What is the capital of Australia?", "Canberra.", tenant="m")
+    ds = r.route_many(
+        [
+            "How can I reset my password?",
+            "What is the capital of Australia?",
+            "What's the capital city of Australia?",
+            {"prompt": "How can I reset my password?", "no_cache": True},
+            {"prompt": "How can I reset my password?", "tenant": "other"},
+            "How many moons does Jupiter have?",
+        ],
+        tenant="m",
+    )
+    assert [d.cache for d in ds] == ["semantic", "exact", "semantic", "bypass", "miss", "miss"]
+    assert ds[0].cached_response == "Settings, then Security." and ds[2].cached_response == "Canberra."
+    assert ds[4].tenant == "other" and ds[4].cached_response is None
+    # A miss from the batch is stored in both layers when recorded, as route()'s misses are.
+    r.record(ds[5], "95 known moons.", 10, 5, 100)
+    d = r.route("How many moons does Jupiter have in total?", tenant="m")
+    assert d.cache == "semantic" and d.cached_response == "95 known moons.", d
+
+
+def test_threads_calling_route_many_get_their_own_answers() -> None:
+    r = make(embedder="static", max_batch=16)
+    n = 16
+    for t in range(n):
+        remember(r, f"What time does store number {t} open on weekdays?", f"store {t}", tenant=f"t{t}")
+    errors: List[BaseException] = []
+    results: Dict[int, List[Any]] = {}
+    barrier = threading.Barrier(8)
+
+    def work(w: int) -> None:
+        try:
+            barrier.wait()
+            out = []
+            for rep in range(10):
+                ts = [(w * 7 + rep + j) % n for j in range(12)]
+                items = [{"prompt": f"what time does store number {t} open on weekdays", "tenant": f"t{t}"} for t in ts]
+                out += [(t, d.cache, d.cached_response, d.tenant) for t, d in zip(ts, r.route_many(items))]
+            results[w] = out
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors[:3]
+    got = [x for v in results.values() for x in v]
+    assert len(got) == 8 * 10 * 12
+    for t, cache, resp, tenant in got:
+        assert tenant == f"t{t}" and cache == "semantic" and resp == f"store {t}", (t, cache, resp, tenant)
+    assert r.stats()["semantic"]["largest_batch"] > 1 and r.stats()["semantic"]["failures"] == 0
+
+
 def test_snapshot_round_trip_rebuilds_the_index(tmp_path: Any) -> None:
     from routerx.router import SEMANTIC_SNAPSHOT_FILE
 

@@ -208,7 +208,9 @@ class Router:
         """Routes a batch in one call into the core.
 
         Each item is a prompt, or a dict ``{"prompt": ..., **per-request options}`` whose options
-        override the shared ``constraints``. A bad item fails the batch, naming its index.
+        override the shared ``constraints``. A bad item fails the batch, naming its index. The
+        items the exact cache does not answer go to the semantic cache as one submission, which
+        its micro-batcher embeds and searches in batches.
         """
         items: List[Tuple[Prompt, str, _core.Constraints, Optional[_Extras], Optional[_Labels]]] = []
         for i, r in enumerate(requests):
@@ -242,7 +244,7 @@ class Router:
             except InvalidRequestError as e:
                 raise type(e)(f"requests[{i}]: {e}", e.field) from None
             items.append((prompt, tenant if tenant is not None else self._tenant, c, extras, labels))
-        return self._core.route_many(items)
+        return self._core.route_many(items, self._semantic)
 
     def _constraints(
         self,

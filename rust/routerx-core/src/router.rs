@@ -460,7 +460,10 @@ impl Core {
     /// caller routes the request). Never called for `no_cache` requests.
     pub fn route_semantic(&self, req: &Request, c: &Constraints, scope: u64, candidates: &[(u64, f32)], thresholds: &[f32; crate::classifier::N_CATEGORIES]) -> Result<Option<RouteOutcome>> {
         let t0 = Instant::now();
-        if c.cache.no_cache || candidates.is_empty() {
+        // Best first: when the best is under every threshold nothing can be served, and the
+        // query's guard signature need not be built.
+        let floor = thresholds.iter().copied().fold(f32::INFINITY, f32::min);
+        if c.cache.no_cache || !candidates.first().is_some_and(|&(_, sim)| sim >= floor) {
             return Ok(None);
         }
         let sig = Signature::of(crate::semantic::query_of(req));

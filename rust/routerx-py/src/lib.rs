@@ -579,30 +579,9 @@ impl PyCore {
             probability("verifier_threshold", t)?;
         }
         let verify = sem.verifier.as_ref().map(|(v, t)| (v.clone(), verifier_threshold.unwrap_or(*t)));
-        let out = without_gil(py, || -> Result<RouteOutcome, routerx_core::Error> {
-            match sem.batcher.submit((scope, query.clone())) {
-                Ok(Ok((vector, mut candidates))) => {
-                    core.semantic().rescore(&vector, &mut candidates);
-                    if let Some((v, t)) = &verify {
-                        let sig = semantic::guard::Signature::of(&query);
-                        let (kept, refused) = semantic::verifier::filter(core.semantic(), v, *t, &sig, &vector, &candidates);
-                        sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
-                        candidates = kept;
-                    }
-                    if let Some(hit) = core.route_semantic(&req, c, scope, &candidates, &thresholds)? {
-                        return Ok(hit);
-                    }
-                    let out = core.route(&req, c)?;
-                    core.attach_semantic(&out, scope, query, vector);
-                    Ok(out)
-                }
-                // The semantic layer failing (a full queue, a search error) must not fail the
-                // request: it is routed, and the failure counted.
-                Ok(Err(_)) | Err(_) => {
-                    sem.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    core.route(&req, c)
-                }
-            }
+        let out = without_gil(py, || {
+            let looked = sem.batcher.submit((scope, query.clone()));
+            semantic_outcome(core, sem, &req, c, scope, query, looked, &thresholds, verify.as_ref())
         })
         .map_err(to_py_err)?;
         Ok(PyDecision(Arc::new(out)))
@@ -670,19 +649,41 @@ impl PyCore {
     /// Routes many requests in one call. Every request is checked before any is routed, so a bad
     /// one fails the batch (naming its index) without routing the rest.
     #[allow(clippy::type_complexity)]
-    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>, Option<Labels>)>) -> PyResult<Vec<PyDecision>> {
+    #[pyo3(signature = (items, semantic=None))]
+    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>, Option<Labels>)>, semantic: Option<&Bound<'_, PySemantic>>) -> PyResult<Vec<PyDecision>> {
         let mut batch = Vec::with_capacity(items.len());
         for (i, (prompt, tenant, c, extras, labels)) in items.into_iter().enumerate() {
             let req = request_of(&prompt, tenant, extras, labels).map_err(|e| prefix_err(py, e, i))?;
             batch.push((req, c.get().0.clone()));
         }
         let core = &self.0;
+        let sem = semantic.map(Bound::get);
         let max = core.config().max_prompt_bytes;
         let out: Result<Vec<RouteOutcome>, (usize, Error)> = without_gil(py, || {
             for (i, (r, c)) in batch.iter().enumerate() {
                 c.validate().and_then(|_| r.validate(max)).map_err(|e| (i, e))?;
             }
-            batch.iter().enumerate().map(|(i, (r, c))| core.route(r, c).map_err(|e| (i, e))).collect()
+            let Some(sem) = sem else {
+                return batch.iter().enumerate().map(|(i, (r, c))| core.route(r, c).map_err(|e| (i, e))).collect();
+            };
+            // Exact hits first; the rest go to the semantic layer as one submission, which the
+            // batcher cuts into micro-batches (one embedding pass and one search each).
+            let mut out: Vec<Option<RouteOutcome>> = Vec::with_capacity(batch.len());
+            let mut pending: Vec<(usize, u64, String)> = Vec::new();
+            for (i, (r, c)) in batch.iter().enumerate() {
+                let hit = core.route_if_cached(r, c).map_err(|e| (i, e))?;
+                if hit.is_none() && !c.cache.no_cache {
+                    let scope = semantic::scope_of(r, c.allowed_models.as_deref().unwrap_or(&[]), sem.embedder.model_id());
+                    pending.push((i, scope, semantic::query_of(r).to_owned()));
+                }
+                out.push(hit);
+            }
+            let looked = sem.batcher.submit_many(pending.iter().map(|(_, scope, q)| (*scope, q.clone())).collect());
+            for ((i, scope, query), l) in pending.into_iter().zip(looked) {
+                let (r, c) = &batch[i];
+                out[i] = Some(semantic_outcome(core, sem, r, c, scope, query, l, &sem.thresholds, sem.verifier.as_ref()).map_err(|e| (i, e))?);
+            }
+            batch.iter().zip(out).enumerate().map(|(i, ((r, c), o))| o.map_or_else(|| core.route(r, c).map_err(|e| (i, e)), Ok)).collect()
         });
         match out {
             Ok(v) => Ok(v.into_iter().map(|o| PyDecision(Arc::new(o))).collect()),
@@ -1185,6 +1186,41 @@ fn search_batch(model: &Arc<dyn Embedder>, search: &Py<PyAny>, k: usize, items: 
             Ok((emb.row(i).to_vec(), cands.collect()))
         })
         .collect()
+}
+
+/// The outcome of a request the exact cache did not answer, from its semantic lookup: a
+/// semantic hit, else a routed decision carrying the lookup's vector for `record` to store.
+/// The semantic layer failing (a full queue, a search error) never fails the request: it is
+/// routed, and the failure counted.
+#[allow(clippy::too_many_arguments)]
+fn semantic_outcome(
+    core: &Core,
+    sem: &PySemantic,
+    req: &Request,
+    c: &Constraints,
+    scope: u64,
+    query: String,
+    looked: Result<Looked, routerx_core::batcher::BatchError>,
+    thresholds: &[f32; N_CATEGORIES],
+    verify: Option<&(Arc<semantic::Verifier>, f32)>,
+) -> Result<RouteOutcome, routerx_core::Error> {
+    let Ok(Ok((vector, mut candidates))) = looked else {
+        sem.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return core.route(req, c);
+    };
+    core.semantic().rescore(&vector, &mut candidates);
+    if let Some((v, t)) = verify {
+        let sig = semantic::guard::Signature::of(&query);
+        let (kept, refused) = semantic::verifier::filter(core.semantic(), v, *t, &sig, &vector, &candidates);
+        sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
+        candidates = kept;
+    }
+    if let Some(hit) = core.route_semantic(req, c, scope, &candidates, thresholds)? {
+        return Ok(hit);
+    }
+    let out = core.route(req, c)?;
+    core.attach_semantic(&out, scope, query, vector);
+    Ok(out)
 }
 
 /// A sentence embedder (all-MiniLM-L6-v2) loaded from a local model directory.

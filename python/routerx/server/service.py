@@ -292,6 +292,11 @@ def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
             kw["min_similarity"] = cc.min_similarity
     if r.tools_json or r.params_json:
         _extras(r, kw)
+    # Accounting and budget labels, as in-process callers pass them (not part of the cache key).
+    if r.agent:
+        kw["agent"] = r.agent
+    if r.workflow:
+        kw["workflow"] = r.workflow
     return prompt, kw
 
 

@@ -629,7 +629,8 @@ impl PyCore {
             }
             out
         };
-        let req = Request { tenant, messages, ..Default::default() };
+        // Labels are accounting, not cache key: a labelled hit is counted under its labels.
+        let req = Request { tenant, messages, agent: r.agent, workflow: r.workflow, ..Default::default() };
         let core = &self.0;
         let c = &constraints.get().0;
         // Invalid requests go the general way, which reports them (and counts them once).

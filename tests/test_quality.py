@@ -156,6 +156,21 @@ def test_feedback_bad_input_changes_nothing(artefact: Path, tmp_path: Path) -> N
     assert hit.cache == "exact" and r.feedback(hit, True) is False
 
 
+def test_feedback_log_survives_a_torn_last_line(tmp_path: Path) -> None:
+    """A crash mid-append leaves half a line: it is skipped on reading, and the next label still
+    lands on a line of its own."""
+    from routerx.router import FeedbackLog
+
+    log = FeedbackLog(tmp_path / "fb.jsonl")
+    log.append("first question", "m1", 1.0, "t")
+    with open(log.path, "ab") as f:
+        f.write(b'{"prompt": "torn mid-wri')
+    log.append("second question", "m2", 0.0, "t")
+    rows, bad = log.read()
+    assert [(r[2], r[1], r[3]) for r in rows] == [("first question", "m1", 1.0), ("second question", "m2", 0.0)]
+    assert bad == 1
+
+
 def test_feedback_log_trains_a_new_model(artefact: Path, tmp_path: Path) -> None:
     log = tmp_path / "fb.jsonl"
     r = learned(artefact, feedback_log=str(log), willingness_to_pay=10.0)

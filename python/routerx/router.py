@@ -582,7 +582,8 @@ def _outcome(v: Union[bool, float]) -> float:
 
 class FeedbackLog:
     """Labelled decisions, one JSON object per line (prompt, model, score, tenant, ts): the long
-    format ``routerx train --data`` reads. Appends are serialised and flushed per label."""
+    format ``routerx train --data`` reads. Appends are serialised and flushed per label; a torn
+    last line (a crash mid-append) costs that label only."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -612,8 +613,17 @@ class FeedbackLog:
 
     def append(self, prompt: str, model: str, score: float, tenant: str) -> None:
         line = json.dumps({"prompt": prompt, "model": model, "score": score, "tenant": tenant, "ts": round(time.time(), 3)}, ensure_ascii=False)
-        with self._lock, open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with self._lock, open(self.path, "ab") as f:
+            # A crash mid-append leaves a torn last line: end it first, so this label starts a line
+            # of its own instead of being glued to (and lost with) the torn one.
+            if f.tell() > 0 and not self._ends_with_newline():
+                f.write(b"\n")
+            f.write(line.encode("utf-8") + b"\n")
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as r:
+            r.seek(-1, os.SEEK_END)
+            return r.read(1) == b"\n"
 
 
 def decision_to_dict(d: Decision) -> Dict[str, Any]:

@@ -312,6 +312,7 @@ def _stats(m: pb.StatsResponse) -> Dict[str, Any]:
             "labels": q.labels,
             "ignored_labels": q.ignored_labels,
             "tenants": q.tenants,
+            "fallbacks": q.fallbacks,
             "shared_offset": dict(q.shared_offset),
         }
         if m.HasField("quality")

@@ -198,6 +198,8 @@ pub struct FeedbackStats {
     pub labels: u64,
     pub ignored: u64,
     pub tenants: usize,
+    /// Requests routed on the catalog's quality because the prediction failed (the embedder).
+    pub fallbacks: u64,
     /// Cross-tenant median correction per artefact model (logits).
     pub shared_offset: Vec<(String, f32)>,
 }
@@ -217,6 +219,7 @@ pub struct QualityRouter {
     shared: RwLock<Vec<f32>>,
     labels: std::sync::atomic::AtomicU64,
     ignored: std::sync::atomic::AtomicU64,
+    fallbacks: std::sync::atomic::AtomicU64,
     /// Tenants in `tenants`, counted on insertion (the map's `len` would lock every shard).
     tenant_count: std::sync::atomic::AtomicUsize,
 }
@@ -267,6 +270,7 @@ impl QualityRouter {
             shared: RwLock::new(vec![0.0; m]),
             labels: Default::default(),
             ignored: Default::default(),
+            fallbacks: Default::default(),
             tenant_count: Default::default(),
         })
     }
@@ -293,6 +297,12 @@ impl QualityRouter {
             return Err(Error::config("quality", format!("the embedder gives {} dimensions, the artefact expects {}", e.len(), self.model.dim)));
         }
         Ok(self.predict_vector(&e, tenant))
+    }
+
+    /// Counts a request the core routed on the catalog's quality because
+    /// [`QualityRouter::predict_tail`] failed.
+    pub fn note_fallback(&self) {
+        self.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// As [`QualityRouter::predict`], for an embedding computed by the caller.
@@ -401,6 +411,7 @@ impl QualityRouter {
             labels: self.labels.load(Relaxed),
             ignored: self.ignored.load(Relaxed),
             tenants: self.tenants.len(),
+            fallbacks: self.fallbacks.load(Relaxed),
             shared_offset: self.model.names.iter().cloned().zip(shared.iter().copied()).collect(),
         }
     }

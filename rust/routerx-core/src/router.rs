@@ -630,7 +630,13 @@ impl Core {
         let pred = match q.as_ref() {
             Some(q) if q.catalog().len() == policy.table.models.len() => {
                 let text = q.model.tail(req.last_user());
-                q.predict_tail(text, &req.tenant).ok().map(|p| (q, p, text))
+                match q.predict_tail(text, &req.tenant) {
+                    Ok(p) => Some((q, p, text)),
+                    Err(_) => {
+                        q.note_fallback();
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -874,6 +880,27 @@ mod tests {
         let Served::Routed(r) = &easy.served else { panic!() };
         assert_eq!(r.learned.as_ref().unwrap().text.as_ref(), "easy: what is 2+2?");
         assert!(!core.feedback(&cold, 1.0).unwrap());
+    }
+
+    #[test]
+    fn a_failing_quality_embedder_falls_back_to_the_catalog_and_is_counted() {
+        use crate::quality::{EmbedFn, FeedbackConfig, QualityModel, QualityRouter};
+        let core = core();
+        let doc = serde_json::json!({"format": "routerx-quality", "version": 1, "embedder": "t", "embedder_id": "t@1", "dim": 2, "tail_chars": 64,
+            "models": [{"name": "small", "bias": 0.0, "weights": [1.0, 0.0]}]}).to_string();
+        let embed: EmbedFn = Arc::new(|t: &str| if t.contains("boom") { Err(Error::config("embedder", "failed")) } else { Ok(vec![1.0, 0.0]) });
+        let names: Vec<String> = core.policy().table.models.iter().map(|m| m.name.clone()).collect();
+        let q = QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default()).unwrap();
+        core.set_quality(Some(Arc::new(q)));
+        let c = Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
+        let ok = core.route(&Request::from_prompt("t", "a plain question"), &c).unwrap();
+        let Served::Routed(r) = &ok.served else { panic!() };
+        assert!(r.learned.is_some());
+        assert_eq!(core.quality().unwrap().feedback_stats().fallbacks, 0);
+        let failed = core.route(&Request::from_prompt("t", "boom: a question the embedder fails on"), &c).unwrap();
+        let Served::Routed(r) = &failed.served else { panic!() };
+        assert!(r.learned.is_none() && !r.choice.predicted, "the catalog decides");
+        assert_eq!(core.quality().unwrap().feedback_stats().fallbacks, 1);
     }
 
     #[test]

@@ -926,6 +926,7 @@ impl PyCore {
         d.set_item("labels", s.labels)?;
         d.set_item("ignored_labels", s.ignored)?;
         d.set_item("tenants", s.tenants)?;
+        d.set_item("fallbacks", s.fallbacks)?;
         d.set_item("shared_offset", s.shared_offset)?;
         Ok(Some(d))
     }

@@ -318,7 +318,7 @@ class StatsResponse(_message.Message):
     def __init__(self, requests: _Optional[int] = ..., exact_hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypassed: _Optional[int] = ..., best_effort: _Optional[int] = ..., errors: _Optional[int] = ..., records: _Optional[int] = ..., failed_calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., decisions: _Optional[_Mapping[str, int]] = ..., route_latency: _Optional[_Union[RouteLatency, _Mapping]] = ..., cache: _Optional[_Union[CacheStats, _Mapping]] = ..., classifier: _Optional[str] = ..., server: _Optional[_Union[ServerStats, _Mapping]] = ..., tenant: _Optional[str] = ..., semantic_hits: _Optional[int] = ..., semantic: _Optional[_Union[SemanticStats, _Mapping]] = ..., quality: _Optional[_Union[QualityStats, _Mapping]] = ...) -> None: ...
 
 class QualityStats(_message.Message):
-    __slots__ = ("models", "mapped", "willingness_to_pay", "labels", "ignored_labels", "tenants", "shared_offset")
+    __slots__ = ("models", "mapped", "willingness_to_pay", "labels", "ignored_labels", "tenants", "shared_offset", "fallbacks")
     class MappedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +340,7 @@ class QualityStats(_message.Message):
     IGNORED_LABELS_FIELD_NUMBER: _ClassVar[int]
     TENANTS_FIELD_NUMBER: _ClassVar[int]
     SHARED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedScalarFieldContainer[str]
     mapped: _containers.ScalarMap[str, str]
     willingness_to_pay: float
@@ -347,7 +348,8 @@ class QualityStats(_message.Message):
     ignored_labels: int
     tenants: int
     shared_offset: _containers.ScalarMap[str, float]
-    def __init__(self, models: _Optional[_Iterable[str]] = ..., mapped: _Optional[_Mapping[str, str]] = ..., willingness_to_pay: _Optional[float] = ..., labels: _Optional[int] = ..., ignored_labels: _Optional[int] = ..., tenants: _Optional[int] = ..., shared_offset: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    fallbacks: int
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., mapped: _Optional[_Mapping[str, str]] = ..., willingness_to_pay: _Optional[float] = ..., labels: _Optional[int] = ..., ignored_labels: _Optional[int] = ..., tenants: _Optional[int] = ..., shared_offset: _Optional[_Mapping[str, float]] = ..., fallbacks: _Optional[int] = ...) -> None: ...
 
 class SemanticStats(_message.Message):
     __slots__ = ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")

@@ -9,7 +9,7 @@ none of them indexed. Random Gaussian vectors, HNSW's worst case, are not measur
 kept to one kind of vectors.
 
 The index is the one routerx builds: ``SemanticIndex.add_many`` past ``hnsw_threshold`` makes one
-HNSW partition (``hnsw_m``, efConstruction 40 by faiss's default). ``efSearch`` is swept on that
+HNSW partition (``hnsw_m``, ``hnsw_ef_construction``). ``efSearch`` is swept on that
 build, since it is a search-time setting. recall@1: the share of queries whose HNSW top-1 is
 exact search's top-1 (``IndexFlatIP``), a different id of the same cosine counting as found.
 
@@ -42,7 +42,7 @@ N = 1_000_000
 BASES = 111_000
 NOISE = 0.2
 SCOPE = 7
-EF_SWEEP = [16, 32, 64, 128, 256, 512]
+EF_SWEEP = [32, 64, 96, 128, 160, 192, 256, 512]
 #: HNSW M of the build (default: SemanticIndex's); one build per run, so another M is another run.
 HNSW_M = int(os.environ.get("ROUTERX_BENCH_1M_M", "0"))
 BUILD_THREADS = 2
@@ -89,7 +89,7 @@ def world() -> Dict[str, Any]:
     build_s = time.perf_counter() - t0
     assert idx.stats()["hnsw_partitions"] == 1 and idx.stats()["vectors"] == N
     faiss.omp_set_num_threads(1)
-    print(f"\n1M vectors ({BASES} real + noise {NOISE}), HNSW M={idx.hnsw_m} build {build_s:.0f} s on {BUILD_THREADS} threads; exact search of {len(xq)} queries {exact_s:.1f} s")
+    print(f"\n1M vectors ({BASES} real + noise {NOISE}), HNSW M={idx.hnsw_m} efConstruction={idx.hnsw_ef_construction} build {build_s:.0f} s on {BUILD_THREADS} threads; exact search of {len(xq)} queries {exact_s:.1f} s")
     return {"idx": idx, "xq": xq, "true_id": true_id[:, 0], "true_sim": true_sim[:, 0], "build_s": build_s, "sweep": {}}
 
 

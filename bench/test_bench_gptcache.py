@@ -84,6 +84,7 @@ def _routerx(world: Dict[str, Any], **settings: int) -> Any:
         # min_similarity 1: a question close to one already stored is stored too, as in GPTCache.
         r.record(r.route(q, min_similarity=1.0), _answer(i), 20, 60, 300.0)
     assert r.stats()["semantic"]["entries"] >= 0.995 * N
+    assert r.semantic_index.wait(120)  # index rebuilds run on their own thread: measure after them
     return r
 
 

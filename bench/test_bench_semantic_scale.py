@@ -127,6 +127,7 @@ def test_route_text_to_answer(benchmark: Any, data: Dict[str, Any]) -> None:
         # min_similarity 1: a question close to one already stored is stored too.
         r.record(r.route(q, min_similarity=1.0), f"answer {i}", 20, 60, 300.0)
     assert r.stats()["semantic"]["entries"] >= 0.995 * size
+    assert r.semantic_index.wait(120)  # index rebuilds run on their own thread: measure after them
     texts = itertools.cycle(data["queries"])
     outcomes: List[str] = []
     benchmark.pedantic(lambda: outcomes.append(r.route(next(texts), no_store=True).cache), rounds=ROUNDS, iterations=1, warmup_rounds=20)

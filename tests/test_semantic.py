@@ -179,6 +179,7 @@ def test_hnsw_settings_reach_the_index() -> None:
     assert (r.semantic_index.hnsw_m, r.semantic_index.ef_search, r.semantic_index.hnsw_ef_construction) == (16, 200, 100)
     for i in range(12):
         remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="h")
+    assert r.semantic_index.wait(30)  # the Router rebuilds on the index's own thread
     assert r.semantic_index.stats()["hnsw_partitions"] == 1
     import faiss
 
@@ -203,6 +204,7 @@ def test_inverted_file_settings_reach_the_index() -> None:
     assert (r.semantic_index.ivf_threshold, r.semantic_index.ivf_nprobe, r.semantic_index.ivf_dim, r.semantic_index.hnsw_threshold) == (8, 2, 128, 250_000)
     for i in range(160):
         remember(r, f"What is the opening time of shop number {i} on Sunday?", f"shop {i}", tenant="v")
+    assert r.semantic_index.wait(30)
     assert r.semantic_index.stats()["ivf_partitions"] == 1
     d = r.route("what is the opening time of shop number 42 on sunday", tenant="v")
     assert d.cache == "semantic" and d.cached_response == "shop 42", d

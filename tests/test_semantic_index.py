@@ -104,6 +104,26 @@ def test_projected_inverted_file_keeps_the_neighbours_of_low_rank_vectors() -> N
     assert not {0, 1, 2} & set(ids.ravel().tolist())
 
 
+def test_background_rebuilds_leave_the_adding_thread_and_lose_nothing() -> None:
+    """With ``background=True`` an add that crosses a size boundary returns before the rebuild,
+    lookups go on against the old partition, and after ``wait()`` every vector is in the new one."""
+    x = unit_rows(3_000, seed=4)
+    live = Live()
+    idx = SemanticIndex(DIM, ivf_threshold=200, hnsw_threshold=10**6, ivf_nprobe=64, ivf_dim=0, live=live, background=True)
+    for i in range(len(x)):
+        live.add(idx, 3, i, x[i])
+        if i % 97 == 0:
+            ids, _ = top(idx, 3, x[i : i + 1])
+            assert ids[0, 0] == i  # found at once, whichever partition is current
+    assert idx.wait(30)
+    p = idx._parts[3]
+    assert p.kind == "ivf" and len(p.ids) == len(x) and p.index.ntotal == len(x)
+    assert 4 * p.built_for >= len(x)  # boundaries crossed during a rebuild are rebuilt for afterwards
+    ids, _ = top(idx, 3, x)
+    assert (ids[:, 0] == np.arange(len(x))).all()
+    assert idx.stats()["rebuilds"] >= 1  # one per boundary crossed, or fewer when a late rebuild covers more
+
+
 def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> None:
     """4 writers cross every size boundary while 4 readers check that each vector added before
     their search is found first, through every swap of a rebuilt partition."""

@@ -330,13 +330,19 @@ class SemanticIndex:
                     self._parts[scope] = p
                     self.rebuilds += 1
                     return
-            # Ids added since the copy was taken are in the old partition only: add them from the
-            # core's vectors (an index's own copy may be float16 or projected), then look again.
+            # Ids added since the copy was taken are in the old partition only: add them, then look
+            # again. An exact partition holds them as they are; any other holds float16 or
+            # projected copies, so those come from the core (a copy of every live vector).
             want = set(late)
-            more = [(i, v) for s, i, v in self._live() if s == scope and i in want]
-            if more:
-                xs = self.np.frombuffer(b"".join(v for _, v in more), dtype=self.np.float32).reshape(len(more), self.dim)
-                p.index.add_with_ids(xs, self.np.array([i for i, _ in more], dtype=self.np.int64))
+            if old.kind == "flat":
+                with self._lock:
+                    there = [i for i in late if i in old.ids]
+                    xs = self.np.vstack([old.index.reconstruct(int(i)) for i in there]) if there else None
+                got = list(zip(there, xs)) if xs is not None else []
+            else:
+                got = [(i, self.np.frombuffer(v, dtype=self.np.float32)) for s, i, v in self._live() if s == scope and i in want]
+            if got:
+                p.index.add_with_ids(self.np.vstack([v for _, v in got]).astype(self.np.float32), self.np.array([i for i, _ in got], dtype=self.np.int64))
             p.ids.update(want)  # any the core no longer holds are dropped on the next pass
 
     # -- searching --------------------------------------------------------------------------------

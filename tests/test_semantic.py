@@ -217,6 +217,29 @@ def test_inverted_file_settings_reach_the_index() -> None:
     assert "ivf_nprobe" in str(ei.value)
 
 
+def test_core_hands_the_index_contiguous_vectors_by_scope_and_id() -> None:
+    """What index rebuilds read: one copy of a scope's vectors (or of given ids) as columns."""
+    import numpy as np
+
+    r = make(embedder="static")
+    for t in ("a", "b"):
+        for i in range(3):
+            remember(r, f"How many moons does planet {i} of tenant {t} have?", f"{t}{i}", tenant=t)
+    sb, ib, vb = r._core.semantic_vectors()
+    scopes, ids = np.frombuffer(sb, dtype=np.uint64), np.frombuffer(ib, dtype=np.uint64)
+    x = np.frombuffer(vb, dtype=np.float32).reshape(len(ids), -1)
+    assert len(ids) == 6 and len(set(scopes.tolist())) == 2 and (np.diff(ids.astype(np.int64)) > 0).all()
+    assert np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    one = int(scopes[0])
+    s1, i1, v1 = r._core.semantic_vectors(one)
+    mine = scopes == one
+    assert np.frombuffer(i1, dtype=np.uint64).tolist() == ids[mine].tolist() and v1 == x[mine].tobytes()
+    pick = [int(ids[mine][-1]), 10**12, int(ids[~mine][0])]
+    _, i2, v2 = r._core.semantic_vectors(one, pick)
+    assert np.frombuffer(i2, dtype=np.uint64).tolist() == [pick[0]] and v2 == x[ids == pick[0]].tobytes()
+    assert r._core.semantic_vectors(one, []) == (b"", b"", b"")
+
+
 def test_model_missing_names_the_install_command(tmp_path: Any) -> None:
     with pytest.raises(routerx.ConfigError) as ei:
         routerx.Router({"semantic": {"enabled": True, "model_dir": str(tmp_path / "nope")}}, db=None)

@@ -4,7 +4,7 @@ them, removal, and searches racing rebuilds."""
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 
@@ -27,10 +27,15 @@ class Live:
     def __init__(self) -> None:
         self.rows: List[Tuple[int, int, bytes]] = []
         self.lock = threading.Lock()
+        self.calls: List[Tuple[Optional[int], Optional[int]]] = []
 
-    def __call__(self) -> List[Tuple[int, int, bytes]]:
+    def __call__(self, scope: Optional[int] = None, ids: Optional[List[int]] = None) -> Tuple[bytes, bytes, bytes]:
+        """The columns ``Core.semantic_vectors`` returns, filtered the same way."""
+        want = None if ids is None else set(ids)
         with self.lock:
-            return list(self.rows)
+            rows = sorted((r for r in self.rows if (scope is None or r[0] == scope) and (want is None or r[1] in want)), key=lambda r: r[1])
+        self.calls.append((scope, None if ids is None else len(ids)))
+        return (np.array([r[0] for r in rows], dtype=np.uint64).tobytes(), np.array([r[1] for r in rows], dtype=np.uint64).tobytes(), b"".join(r[2] for r in rows))
 
     def add(self, idx: SemanticIndex, scope: int, i: int, v: Any) -> None:
         with self.lock:
@@ -122,6 +127,7 @@ def test_background_rebuilds_leave_the_adding_thread_and_lose_nothing() -> None:
     ids, _ = top(idx, 3, x)
     assert (ids[:, 0] == np.arange(len(x))).all()
     assert idx.stats()["rebuilds"] >= 1  # one per boundary crossed, or fewer when a late rebuild covers more
+    assert live.calls and all(scope == 3 for scope, _ in live.calls)  # a rebuild copies its own scope only
 
 
 def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> None:
@@ -166,3 +172,49 @@ def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> No
         t.join()
     assert not errors, errors[:5]
     assert idx.stats()["vectors"] == n_per * writers and idx.stats()["hnsw_partitions"] == 1
+
+
+def _huge_kib(addr: int, size: int) -> int:
+    """AnonHugePages of the mappings overlapping [addr, addr + size) in /proc/self/smaps (advice
+    splits a mapping at the advised range)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                inside = lo < addr + size and addr < hi
+            elif inside and head == "AnonHugePages:":
+                total += int(line.split()[1])
+    return total
+
+
+def test_hnsw_partitions_are_backed_with_huge_pages_and_again_after_they_grow() -> None:
+    import sys
+    from pathlib import Path
+
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not sys.platform.startswith("linux") or not thp.is_file() or "[never]" in thp.read_text():
+        pytest.skip("transparent huge pages are not available here")
+    dim = 256  # float16: 512 bytes a vector, so 24k vectors span several 2 MiB pages
+    x = np.random.default_rng(5).standard_normal((24_000, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = SemanticIndex(dim, ivf_threshold=10, hnsw_threshold=100, hnsw_m=8, hnsw_ef_construction=16, ef_search=256)
+    idx.add_many((4, i, x[i].tobytes()) for i in range(20_000))
+    p = idx._parts[4]
+    assert p.kind == "hnsw"
+    if idx.stats()["huge_page_bytes"] == 0:
+        pytest.skip("this kernel cannot collapse pages on request (MADV_COLLAPSE needs Linux 6.1)")
+    codes = p.arrays[0][0]
+    assert idx.stats()["huge_page_bytes"] >= 2 << 20
+    assert _huge_kib(int(codes.data()), codes.size()) >= 2048
+    # Growing moves the vectors to a new allocation: it is backed again.
+    moved_from = p.huge_at
+    for i in range(20_000, 24_000):
+        idx.add(4, i, x[i].tobytes())
+    assert p.huge_at == int(codes.data()) != moved_from and _huge_kib(p.huge_at, codes.size()) >= 2048
+    ids, _ = top(idx, 4, x[::997])
+    assert (ids[:, 0] == np.arange(0, 24_000, 997)).mean() >= 0.9  # searches are unchanged by it
+    off = SemanticIndex(dim, ivf_threshold=10, hnsw_threshold=100, hnsw_m=8, hnsw_ef_construction=16, huge_pages=False)
+    off.add_many((4, i, x[i].tobytes()) for i in range(2_000))
+    assert off.stats()["huge_page_bytes"] == 0

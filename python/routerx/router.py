@@ -188,7 +188,7 @@ class Router:
         if sc.embedder == "static":
             emb = load_static(emb)
         self.embedder = emb
-        self.semantic_index = SemanticIndex(emb.dim, ivf_threshold=sc.ivf_threshold, ivf_nprobe=sc.ivf_nprobe, ivf_dim=sc.ivf_dim, hnsw_threshold=sc.hnsw_threshold, hnsw_m=sc.hnsw_m, ef_search=sc.hnsw_ef_search, hnsw_ef_construction=sc.hnsw_ef_construction, threads=sc.faiss_threads, live=self._core.semantic_live, background=True)
+        self.semantic_index = SemanticIndex(emb.dim, ivf_threshold=sc.ivf_threshold, ivf_nprobe=sc.ivf_nprobe, ivf_dim=sc.ivf_dim, hnsw_threshold=sc.hnsw_threshold, hnsw_m=sc.hnsw_m, ef_search=sc.hnsw_ef_search, hnsw_ef_construction=sc.hnsw_ef_construction, huge_pages=sc.huge_pages, threads=sc.faiss_threads, live=self._core.semantic_vectors, background=True)
         verifier = _core.Verifier.load(str(sc.verifier)) if sc.verifier is not None else None
         self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold)
 
@@ -442,7 +442,7 @@ class Router:
         if self._semantic is not None and self.semantic_index is not None and sp.exists():
             sr, se, sd = self._core.restore_semantic(sp, self._semantic.model_id)
             self._core.semantic_drain_removed()  # the index is rebuilt from what is live now
-            self.semantic_index.add_many(self._core.semantic_live())
+            self.semantic_index.add_vectors(*self._core.semantic_vectors())
             log.info("semantic cache restored from %s: %d entries (%d expired, %d dropped)", sp, sr, se, sd)
             out["semantic"] = {"restored": sr, "expired": se, "dropped": sd, "file": str(sp)}
         return out

@@ -16,7 +16,7 @@ embedder returns) while small; past ``ivf_threshold`` vectors it moves to an inv
 (``IndexIVFScalarQuantizer``: about √n k-means cells, ``ivf_nprobe`` or a 32nd of them searched, float16
 vectors projected on their top ``ivf_dim`` principal directions), retrained with twice the cells
 each time the partition grows fourfold; past ``hnsw_threshold`` it moves to HNSW
-(``IndexHNSWSQ``, float16). On real question vectors at 10k-100k the inverted file finds a
+(``IndexHNSWSQ``, float16), whose vectors and links are backed with 2 MiB pages on Linux. On real question vectors at 10k-100k the inverted file finds a
 neighbour above a cache threshold as often as HNSW (efSearch 64) at a third of the cost or less;
 HNSW keeps a higher recall@1 for far neighbours, which no threshold serves, and wins on the
 near-duplicate-heavy million. The core re-scores every candidate exactly from its own float32
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -48,10 +49,43 @@ def import_faiss() -> Any:
     return faiss
 
 
+_HUGE_PAGE = 2 << 20
+_MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25
+_madvise: Optional[Callable[[int, int, int], int]] = None
+
+
+def back_with_huge_pages(regions: Iterable[Tuple[int, int]]) -> int:
+    """Asks Linux to back the whole 2 MiB pages inside each (address, bytes) region with huge
+    pages, now where the kernel can (``MADV_COLLAPSE``, 6.1+), else as it finds time
+    (``MADV_HUGEPAGE``). Returns the bytes collapsed now. Advice only: contents never change, so
+    a region freed or reused meanwhile is harmless. A graph search is a chain of random reads
+    across the whole array, and with 4 KiB pages nearly every one also misses the TLB."""
+    global _madvise
+    if not sys.platform.startswith("linux"):
+        return 0
+    if _madvise is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        _madvise = libc.madvise
+    done = 0
+    for addr, size in regions:
+        lo = -(-addr // _HUGE_PAGE) * _HUGE_PAGE
+        hi = (addr + size) // _HUGE_PAGE * _HUGE_PAGE
+        if hi <= lo:
+            continue
+        if _madvise(lo, hi - lo, _MADV_COLLAPSE) == 0:
+            done += hi - lo
+        else:
+            _madvise(lo, hi - lo, _MADV_HUGEPAGE)
+    return done
+
+
 class _Partition:
     """One scope's vectors: a faiss index with our ids, and how many of them are dead."""
 
-    __slots__ = ("index", "ids", "dead", "kind", "built_for")
+    __slots__ = ("index", "ids", "dead", "kind", "built_for", "arrays", "huge_at", "huge_bytes")
 
     def __init__(self, index: Any, kind: str, built_for: int = 0) -> None:
         self.index = index
@@ -60,6 +94,11 @@ class _Partition:
         self.kind = kind
         #: Vectors the index was built (an inverted file: trained) for.
         self.built_for = built_for
+        #: An HNSW graph's arrays (vectors, links, their offsets) and where its vectors were
+        #: when last backed with huge pages: a growing array moves, and the copy has small pages.
+        self.arrays: List[Tuple[Any, int]] = []
+        self.huge_at = 0
+        self.huge_bytes = 0
 
 
 class SemanticIndex:
@@ -77,7 +116,8 @@ class SemanticIndex:
         ivf_nprobe: int = 8,
         ivf_dim: int = 128,
         threads: int = 0,
-        live: Optional[Callable[[], List[Tuple[int, int, bytes]]]] = None,
+        huge_pages: bool = True,
+        live: Optional[Callable[[Optional[int], Optional[List[int]]], Tuple[bytes, bytes, bytes]]] = None,
         background: bool = False,
     ) -> None:
         self.faiss = import_faiss()
@@ -96,6 +136,7 @@ class SemanticIndex:
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
         self.ef_search = ef_search
+        self.huge_pages = huge_pages
         self._parts: Dict[int, _Partition] = {}
         self._where: Dict[int, int] = {}
         self._lock = threading.Lock()
@@ -149,7 +190,19 @@ class SemanticIndex:
             index.add_with_ids(x, ids)
         p = _Partition(index, kind, len(x))
         p.ids = set(ids.tolist())
+        if kind == "hnsw" and self.huge_pages:
+            # (array, bytes per element): float16 vectors, int32 links, uint64 offsets.
+            p.arrays = [(faiss.downcast_index(inner.storage).codes, 1), (inner.hnsw.neighbors, 4), (inner.hnsw.offsets, 8)]
+            self._back(p)
         return p
+
+    def _back(self, p: _Partition) -> None:
+        """Backs an HNSW partition's arrays with huge pages again if they moved (the caller
+        holds the partition exclusively: a build, or an add under the lock)."""
+        if not p.arrays or int(p.arrays[0][0].data()) == p.huge_at:
+            return
+        p.huge_at = int(p.arrays[0][0].data())
+        p.huge_bytes = back_with_huge_pages([(int(a.data()), a.size() * width) for a, width in p.arrays])
 
     def _ivf(self, x: Any) -> Any:
         """An inverted file trained on ``x``: cells by k-means, searched over the top
@@ -200,36 +253,49 @@ class SemanticIndex:
             p.index.add_with_ids(x, ids)
             p.ids.add(entry_id)
             self._where[entry_id] = scope
+            self._back(p)
             grow = self._outgrown(p)
         if grow:
             self._schedule(scope)
 
     def add_many(self, rows: Iterable[Tuple[int, int, bytes]]) -> int:
-        """Adds (scope, id, vector) rows, one faiss call per scope (a restore or a rebuild)."""
-        by_scope: Dict[int, List[Tuple[int, bytes]]] = {}
-        for scope, entry_id, vec in rows:
-            by_scope.setdefault(scope, []).append((entry_id, vec))
+        """Adds (scope, id, vector) rows, one faiss call per scope."""
+        rows = list(rows)
+        np = self.np
+        scopes = np.array([s for s, _, _ in rows], dtype=np.uint64)
+        ids = np.array([i for _, i, _ in rows], dtype=np.uint64)
+        return self.add_vectors(scopes.tobytes(), ids.tobytes(), b"".join(v for _, _, v in rows))
+
+    def add_vectors(self, scopes: bytes, ids: bytes, vectors: bytes) -> int:
+        """Adds rows given as the columns the core's ``semantic_vectors`` returns (uint64 scopes,
+        uint64 ids, float32 vectors), one faiss call per scope: a restore. Ids already held are
+        skipped."""
+        np = self.np
+        sc = np.frombuffer(scopes, dtype=np.uint64)
+        allids = np.frombuffer(ids, dtype=np.uint64).astype(np.int64)
+        x = np.frombuffer(vectors, dtype=np.float32).reshape(len(allids), self.dim)
         grow: List[int] = []
         with self._lock:
-            for scope, items in by_scope.items():
-                items = [(i, v) for i, v in items if i not in self._where]
-                if not items:
+            for scope in np.unique(sc).tolist():
+                sel = sc == scope
+                fresh = np.fromiter((i not in self._where for i in allids[sel].tolist()), dtype=bool, count=int(sel.sum()))
+                sid, sx = allids[sel][fresh], np.ascontiguousarray(x[sel][fresh])
+                if not len(sid):
                     continue
-                x = self.np.frombuffer(b"".join(v for _, v in items), dtype=self.np.float32).reshape(len(items), self.dim)
-                ids = self.np.array([i for i, _ in items], dtype=self.np.int64)
                 p = self._parts.get(scope)
                 if p is None:
-                    p = self._parts[scope] = self._build(self.kind_for(len(items)), x, ids)
+                    p = self._parts[scope] = self._build(self.kind_for(len(sid)), sx, sid)
                 else:
-                    p.index.add_with_ids(x, ids)
-                    p.ids.update(ids.tolist())
-                for i in ids.tolist():
+                    p.index.add_with_ids(sx, sid)
+                    p.ids.update(sid.tolist())
+                    self._back(p)
+                for i in sid.tolist():
                     self._where[i] = scope
                 if self._outgrown(p):
                     grow.append(scope)
         for scope in grow:
             self._schedule(scope)
-        return sum(len(v) for v in by_scope.values())
+        return len(allids)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Drops ids the core no longer holds. Flat and inverted-file partitions remove at once;
@@ -313,9 +379,10 @@ class SemanticIndex:
         choosing the index by size) and swaps it in; lookups use the old one meanwhile."""
         if self._live is None:
             return
-        rows = [(i, v) for s, i, v in self._live() if s == scope]
-        x = self.np.frombuffer(b"".join(v for _, v in rows), dtype=self.np.float32).reshape(len(rows), self.dim)
-        p = self._build(self.kind_for(len(rows)), x, self.np.array([i for i, _ in rows], dtype=self.np.int64))
+        np = self.np
+        _, ib, vb = self._live(scope, None)
+        ids = np.frombuffer(ib, dtype=np.uint64).astype(np.int64)
+        p = self._build(self.kind_for(len(ids)), np.frombuffer(vb, dtype=np.float32).reshape(len(ids), self.dim), ids)
         while True:
             with self._lock:
                 old = self._parts.get(scope)
@@ -330,20 +397,13 @@ class SemanticIndex:
                     self._parts[scope] = p
                     self.rebuilds += 1
                     return
-            # Ids added since the copy was taken are in the old partition only: add them, then look
-            # again. An exact partition holds them as they are; any other holds float16 or
-            # projected copies, so those come from the core (a copy of every live vector).
-            want = set(late)
-            if old.kind == "flat":
-                with self._lock:
-                    there = [i for i in late if i in old.ids]
-                    xs = self.np.vstack([old.index.reconstruct(int(i)) for i in there]) if there else None
-                got = list(zip(there, xs)) if xs is not None else []
-            else:
-                got = [(i, self.np.frombuffer(v, dtype=self.np.float32)) for s, i, v in self._live() if s == scope and i in want]
-            if got:
-                p.index.add_with_ids(self.np.vstack([v for _, v in got]).astype(self.np.float32), self.np.array([i for i, _ in got], dtype=self.np.int64))
-            p.ids.update(want)  # any the core no longer holds are dropped on the next pass
+            # Ids added since the copy was taken are in the old partition only: add them (from the
+            # core, which holds them at full width), then look again.
+            _, ib, vb = self._live(scope, late)
+            got = np.frombuffer(ib, dtype=np.uint64).astype(np.int64)
+            if len(got):
+                p.index.add_with_ids(np.frombuffer(vb, dtype=np.float32).reshape(len(got), self.dim), got)
+            p.ids.update(late)  # any the core no longer holds are dropped on the next pass
 
     # -- searching --------------------------------------------------------------------------------
 
@@ -378,6 +438,7 @@ class SemanticIndex:
             "ivf_partitions": sum(p.kind == "ivf" for p in parts),
             "hnsw_partitions": sum(p.kind == "hnsw" for p in parts),
             "dead_vectors": sum(p.dead for p in parts),
+            "huge_page_bytes": sum(p.huge_bytes for p in parts),
             "searches": self.searches,
             "rebuilds": self.rebuilds,
         }

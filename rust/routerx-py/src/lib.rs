@@ -979,10 +979,14 @@ impl PyCore {
         self.0.semantic().drain_removed()
     }
 
-    /// `(scope, id, vector bytes)` of every live semantic entry, in id order: rebuilds an index.
-    fn semantic_live<'py>(&self, py: Python<'py>) -> Vec<(u64, u64, Bound<'py, PyBytes>)> {
-        let live = without_gil(py, || self.0.semantic().live(unix_now()));
-        live.iter().map(|e| (e.scope, e.id, f32_bytes(py, &e.vector))).collect()
+    /// Live semantic vectors as `(scopes u64, ids u64, vectors f32)` bytes, in id order: what an
+    /// index is built from, one contiguous copy instead of an object per entry. `scope` keeps one
+    /// scope; `ids` fetches only those.
+    #[pyo3(signature = (scope=None, ids=None))]
+    fn semantic_vectors<'py>(&self, py: Python<'py>, scope: Option<u64>, ids: Option<Vec<u64>>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let v = without_gil(py, || self.0.semantic().live_vectors(unix_now(), scope, ids.as_deref()));
+        let words = |w: &[u64]| PyBytes::new(py, &w.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
+        (words(&v.scopes), words(&v.ids), f32_bytes(py, &v.vectors))
     }
 
     /// Removes one semantic entry by id; whether it was there.

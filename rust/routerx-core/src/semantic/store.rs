@@ -63,6 +63,14 @@ impl Default for SemanticConfig {
     }
 }
 
+/// Live entries' vectors in columns, one row per entry (see [`SemanticStore::live_vectors`]).
+#[derive(Debug, Default)]
+pub struct LiveVectors {
+    pub scopes: Vec<u64>,
+    pub ids: Vec<u64>,
+    pub vectors: Vec<f32>,
+}
+
 /// One cached answer of the semantic layer.
 pub struct SemEntry {
     pub id: u64,
@@ -386,6 +394,26 @@ impl SemanticStore {
         out
     }
 
+    /// Live vectors as contiguous columns (scopes, ids, row-major vectors of `dim`), in id order:
+    /// what an index is built from. `scope` keeps one scope; `ids` looks those ids up instead of
+    /// scanning every shard (absent or expired ones are skipped).
+    pub fn live_vectors(&self, now: f64, scope: Option<u64>, ids: Option<&[u64]>) -> LiveVectors {
+        let keep = |e: &Arc<SemEntry>| e.entry.expires > now && scope.is_none_or(|s| e.scope == s);
+        let mut rows: Vec<Arc<SemEntry>> = match ids {
+            Some(ids) => ids.iter().filter_map(|&id| self.get(id)).filter(keep).collect(),
+            None => self.live(now).into_iter().filter(keep).collect(),
+        };
+        rows.sort_unstable_by_key(|e| e.id);
+        rows.dedup_by_key(|e| e.id);
+        let mut out = LiveVectors { scopes: Vec::with_capacity(rows.len()), ids: Vec::with_capacity(rows.len()), vectors: Vec::with_capacity(rows.len() * rows.first().map_or(0, |e| e.vector.len())) };
+        for e in &rows {
+            out.scopes.push(e.scope);
+            out.ids.push(e.id);
+            out.vectors.extend_from_slice(&e.vector);
+        }
+        out
+    }
+
     /// Writes the live entries (vectors included: the index is rebuilt from them) to `path`.
     pub fn snapshot(&self, path: &std::path::Path, catalog: &[String], embedder: &str, now: f64) -> Result<(usize, u64)> {
         let entries: Vec<SavedSem> = self
@@ -559,6 +587,26 @@ mod tests {
         assert_eq!(live.len() as u64, st.entries);
         let bytes: usize = live.iter().map(|e| e.size()).sum();
         assert_eq!(bytes as u64, st.bytes);
+    }
+
+    #[test]
+    fn live_vectors_by_scope_and_by_id() {
+        let s = SemanticStore::new(SemanticConfig::default());
+        let ids: Vec<u64> = (0..10u64)
+            .map(|i| s.insert(i % 2, format!("q{i}"), vec![i as f32, -(i as f32)], entry("a", 0.0, if i == 4 { 5.0 } else { 1e9 }), 0.0).unwrap())
+            .collect();
+        let all = s.live_vectors(10.0, None, None);
+        assert_eq!(all.ids.len(), 9, "the expired one is left out");
+        assert_eq!(all.vectors.len(), 18);
+        let even = s.live_vectors(10.0, Some(0), None);
+        let want: Vec<u64> = [0, 2, 6, 8].iter().map(|&i| ids[i]).collect();
+        assert_eq!(even.ids, want);
+        assert!(even.scopes.iter().all(|&sc| sc == 0));
+        assert_eq!(even.vectors[2..4], [2.0, -2.0]);
+        // By id: unknown, expired, other-scope and repeated ids are skipped; id order.
+        let some = s.live_vectors(10.0, Some(1), Some(&[ids[7], 999_999, ids[4], ids[1], ids[2], ids[7]]));
+        assert_eq!(some.ids, vec![ids[1], ids[7]]);
+        assert_eq!(some.vectors, vec![1.0, -1.0, 7.0, -7.0]);
     }
 
     #[test]

@@ -193,16 +193,24 @@ class SemanticIndex:
         if kind == "hnsw" and self.huge_pages:
             # (array, bytes per element): float16 vectors, int32 links, uint64 offsets.
             p.arrays = [(faiss.downcast_index(inner.storage).codes, 1), (inner.hnsw.neighbors, 4), (inner.hnsw.offsets, 8)]
-            self._back(p)
+            self._collapse(p, self._moved(p))
         return p
 
-    def _back(self, p: _Partition) -> None:
-        """Backs an HNSW partition's arrays with huge pages again if they moved (the caller
-        holds the partition exclusively: a build, or an add under the lock)."""
+    @staticmethod
+    def _moved(p: _Partition) -> List[Tuple[int, int]]:
+        """An HNSW partition's arrays as (address, bytes) if its vectors moved since they were
+        last backed with huge pages, else nothing. Read under the lock (an add may move them)."""
         if not p.arrays or int(p.arrays[0][0].data()) == p.huge_at:
-            return
+            return []
         p.huge_at = int(p.arrays[0][0].data())
-        p.huge_bytes = back_with_huge_pages([(int(a.data()), a.size() * width) for a, width in p.arrays])
+        return [(int(a.data()), a.size() * width) for a, width in p.arrays]
+
+    @staticmethod
+    def _collapse(p: _Partition, regions: List[Tuple[int, int]]) -> None:
+        """Backs ``regions`` with huge pages, outside the lock: a second at 1M vectors, which
+        lookups must not wait for (stale addresses are harmless, see back_with_huge_pages)."""
+        if regions:
+            p.huge_bytes = back_with_huge_pages(regions)
 
     def _ivf(self, x: Any) -> Any:
         """An inverted file trained on ``x``: cells by k-means, searched over the top
@@ -253,8 +261,9 @@ class SemanticIndex:
             p.index.add_with_ids(x, ids)
             p.ids.add(entry_id)
             self._where[entry_id] = scope
-            self._back(p)
+            moved = self._moved(p)
             grow = self._outgrown(p)
+        self._collapse(p, moved)
         if grow:
             self._schedule(scope)
 
@@ -272,27 +281,32 @@ class SemanticIndex:
         skipped."""
         np = self.np
         sc = np.frombuffer(scopes, dtype=np.uint64)
-        allids = np.frombuffer(ids, dtype=np.uint64).astype(np.int64)
+        allids = np.frombuffer(ids, dtype=np.uint64).view(np.int64)
         x = np.frombuffer(vectors, dtype=np.float32).reshape(len(allids), self.dim)
+        # Rows grouped by scope in one sort (a restore may hold thousands of scopes).
+        order = np.argsort(sc, kind="stable")
+        keys, starts = np.unique(sc[order], return_index=True)
         grow: List[int] = []
+        collapse: List[Tuple[_Partition, List[Tuple[int, int]]]] = []
         with self._lock:
-            for scope in np.unique(sc).tolist():
-                sel = sc == scope
-                fresh = np.fromiter((i not in self._where for i in allids[sel].tolist()), dtype=bool, count=int(sel.sum()))
-                sid, sx = allids[sel][fresh], np.ascontiguousarray(x[sel][fresh])
-                if not len(sid):
+            for scope, rows in zip(keys.tolist(), np.split(order, starts[1:])):
+                rows = rows[np.fromiter((i not in self._where for i in allids[rows].tolist()), dtype=bool, count=len(rows))]
+                if not len(rows):
                     continue
+                sid, sx = allids[rows], x[rows]
                 p = self._parts.get(scope)
                 if p is None:
                     p = self._parts[scope] = self._build(self.kind_for(len(sid)), sx, sid)
                 else:
                     p.index.add_with_ids(sx, sid)
                     p.ids.update(sid.tolist())
-                    self._back(p)
+                    collapse.append((p, self._moved(p)))
                 for i in sid.tolist():
                     self._where[i] = scope
                 if self._outgrown(p):
                     grow.append(scope)
+        for p, regions in collapse:
+            self._collapse(p, regions)
         for scope in grow:
             self._schedule(scope)
         return len(allids)
@@ -381,7 +395,7 @@ class SemanticIndex:
             return
         np = self.np
         _, ib, vb = self._live(scope, None)
-        ids = np.frombuffer(ib, dtype=np.uint64).astype(np.int64)
+        ids = np.frombuffer(ib, dtype=np.uint64).view(np.int64)
         p = self._build(self.kind_for(len(ids)), np.frombuffer(vb, dtype=np.float32).reshape(len(ids), self.dim), ids)
         while True:
             with self._lock:
@@ -400,7 +414,7 @@ class SemanticIndex:
             # Ids added since the copy was taken are in the old partition only: add them (from the
             # core, which holds them at full width), then look again.
             _, ib, vb = self._live(scope, late)
-            got = np.frombuffer(ib, dtype=np.uint64).astype(np.int64)
+            got = np.frombuffer(ib, dtype=np.uint64).view(np.int64)
             if len(got):
                 p.index.add_with_ids(np.frombuffer(vb, dtype=np.float32).reshape(len(got), self.dim), got)
             p.ids.update(late)  # any the core no longer holds are dropped on the next pass

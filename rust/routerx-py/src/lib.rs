@@ -985,8 +985,7 @@ impl PyCore {
     #[pyo3(signature = (scope=None, ids=None))]
     fn semantic_vectors<'py>(&self, py: Python<'py>, scope: Option<u64>, ids: Option<Vec<u64>>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
         let v = without_gil(py, || self.0.semantic().live_vectors(unix_now(), scope, ids.as_deref()));
-        let words = |w: &[u64]| PyBytes::new(py, &w.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>());
-        (words(&v.scopes), words(&v.ids), f32_bytes(py, &v.vectors))
+        (ne_bytes(py, &v.scopes, |x| x.to_ne_bytes()), ne_bytes(py, &v.ids, |x| x.to_ne_bytes()), f32_bytes(py, &v.vectors))
     }
 
     /// Removes one semantic entry by id; whether it was there.
@@ -1058,9 +1057,14 @@ impl PyCore {
 }
 
 fn f32_bytes<'py>(py: Python<'py>, v: &[f32]) -> Bound<'py, PyBytes> {
-    PyBytes::new_with(py, v.len() * 4, |buf| {
-        for (b, x) in buf.chunks_exact_mut(4).zip(v) {
-            b.copy_from_slice(&x.to_ne_bytes());
+    ne_bytes(py, v, |x| x.to_ne_bytes())
+}
+
+/// `v` in native byte order, written straight into a new `bytes` (no intermediate buffer).
+fn ne_bytes<'py, T, const N: usize>(py: Python<'py>, v: &[T], word: impl Fn(&T) -> [u8; N]) -> Bound<'py, PyBytes> {
+    PyBytes::new_with(py, v.len() * N, |buf| {
+        for (b, x) in buf.chunks_exact_mut(N).zip(v) {
+            b.copy_from_slice(&word(x));
         }
         Ok(())
     })

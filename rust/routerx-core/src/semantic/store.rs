@@ -401,7 +401,8 @@ impl SemanticStore {
         let keep = |e: &Arc<SemEntry>| e.entry.expires > now && scope.is_none_or(|s| e.scope == s);
         let mut rows: Vec<Arc<SemEntry>> = match ids {
             Some(ids) => ids.iter().filter_map(|&id| self.get(id)).filter(keep).collect(),
-            None => self.live(now).into_iter().filter(keep).collect(),
+            // One pass over the shards keeping only this scope's (not a copy of every entry).
+            None => self.shards.iter().flat_map(|lock| lock.read().map.values().filter(|e| keep(e)).cloned().collect::<Vec<_>>()).collect(),
         };
         rows.sort_unstable_by_key(|e| e.id);
         rows.dedup_by_key(|e| e.id);

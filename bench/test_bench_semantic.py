@@ -97,3 +97,32 @@ def test_index_search_latency(benchmark: Any, size: int, threads: int) -> None:
     q = x[123].tobytes()
     ids, sims = benchmark(idx.search, q, [7], 4)
     assert np.frombuffer(ids, dtype=np.int64)[0] == 123
+
+
+@pytest.fixture(scope="module")
+def verified_routers(tmp_path_factory: Any) -> Dict[str, routerx.Router]:
+    """The same cache, plain and with a cross-encoder on its candidates (the shipped base model
+    with an accept-all head: the cost of the pass does not depend on what the head learned)."""
+    from routerx.cross_encoder import base_files, write_cross_encoder
+
+    tensors, config, tok, model_id = base_files()
+    t = dict(tensors, **{"head.weight": np.zeros((1, config["hidden_size"]), np.float32), "head.bias": np.array([8.0], np.float32)})
+    path = tmp_path_factory.mktemp("cross") / "v.safetensors"
+    write_cross_encoder(path, t, config=config, tokenizer=tok, threshold=0.5, base=model_id)
+    out = {}
+    for name, extra in [("plain", {}), ("cross-encoder", {"verifier": str(path)})]:
+        r = routerx.Router({"semantic": {"enabled": True, "max_batch": 1, "max_wait_us": 0, **extra}}, db=None)
+        for i, topic in enumerate(TOPICS):
+            r.record(r.route(f"How do I {topic}?", tenant="bench"), f"answer {i}", 12, 30, 400.0)
+        out[name] = r
+    return out
+
+
+@pytest.mark.parametrize("verifier", ["plain", "cross-encoder"])
+def test_semantic_hit_with_and_without_cross_encoder(benchmark: Any, verified_routers: Dict[str, routerx.Router], verifier: str) -> None:
+    """One semantic hit (embedding, search, and for the cross-encoder one pair read in both
+    orders): the verifier's cost beside the lookup it guards, in one run."""
+    r = verified_routers[verifier]
+    d = benchmark(lambda: r.route("How can I reset my password?", tenant="bench"))
+    assert d.cache == "semantic"
+    assert r.stats()["semantic"]["verifier_refusals"] == 0

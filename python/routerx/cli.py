@@ -9,7 +9,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from .demo import find_data_dir, format_report, load_prompts, run_demo, table
-from .errors import RouterxError
+from .errors import ConfigError, RouterxError
 from .policy.catalog import table_rows
 from .router import Router, decision_to_dict
 
@@ -195,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--out", required=True, help="verifier file to write ([semantic] verifier = this path)")
     tv.add_argument("--target-precision", type=float, default=0.95)
     tv.add_argument("--hidden", default=None, help="hidden layer widths, comma-separated (0: logistic regression; default: the trainer's)")
-    tv.add_argument("--epochs", type=int, default=None, help="most epochs (the best on validation pairs is kept)")
+    tv.add_argument("--epochs", type=float, default=None, help="most epochs (the best on validation pairs is kept)")
+    tv.add_argument("--cross-encoder", action="store_true", help="fine-tune the sentence model as a cross-encoder that reads both texts (needs PyTorch; write a .safetensors file)")
+    tv.add_argument("--max-train-pairs", type=int, default=None, help="cross-encoder: train on at most this many pairs")
+    tv.add_argument("--lr", type=float, default=None, help="cross-encoder: peak learning rate")
     tv.add_argument("--l2", type=float, default=None, help="weight decay")
     tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
     tv.add_argument("--seed", type=int, default=0)
@@ -210,6 +213,8 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     from .embed import load_minilm
 
     pairs = load_pairs(args.pairs, args.a, args.b, args.label)
+    if args.cross_encoder:
+        return _train_cross_encoder(args, pairs)
     emb = load_minilm()
     va = emb.embed([p.a for p in pairs])
     vb = emb.embed([p.b for p in pairs])
@@ -217,12 +222,29 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     if args.hidden is not None:
         kw["hidden"] = [int(w) for w in str(args.hidden).split(",") if w.strip()]
     if args.epochs is not None:
-        kw["epochs"] = args.epochs
+        kw["epochs"] = int(args.epochs)
     if args.l2 is not None:
         kw["l2"] = args.l2
     v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, seed=args.seed, balanced=not args.natural_mix, **kw)
     v.save(args.out)
     rep.pop("_curves", None)
+    print(json.dumps(rep, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _train_cross_encoder(args: argparse.Namespace, pairs: Any) -> int:
+    from .cross_encoder import train_cross_encoder
+
+    if not str(args.out).endswith(".safetensors"):
+        raise ConfigError(f"a cross-encoder is written as a .safetensors file, got --out {args.out}", field="out")
+    kw: Dict[str, Any] = {}
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, max_train_pairs=args.max_train_pairs, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
+    rep.pop("_scores", None)
     print(json.dumps(rep, indent=2))
     print(f"wrote {args.out}")
     return 0

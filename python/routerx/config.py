@@ -208,7 +208,9 @@ class SemanticSettings:
     #: ``minilm`` (the model itself) or ``static`` (its distilled token table: ~25 µs instead of
     #: ~15 ms a text, at a large cost in quality).
     embedder: str = "minilm"
-    #: A learned pair verifier file (``routerx train-verifier``) every candidate must also pass.
+    #: A learned pair verifier file (``routerx train-verifier``) every candidate must also pass:
+    #: a ``.safetensors`` file is a cross-encoder (``--cross-encoder``: reads both texts, runs on
+    #: candidates above the similarity threshold only), anything else the verifier over vectors.
     verifier: Optional[Path] = None
     #: Its acceptance score in (0, 1); default: the one chosen at training time.
     verifier_threshold: Optional[float] = None

@@ -94,3 +94,16 @@ class SnapshotError(RouterxError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class MissingDependencyError(RouterxError, ImportError):
+    """An optional package a command needs (e.g. PyTorch, to train a cross-encoder) is not
+    installed; the message names the command that installs it."""
+
+    def __init__(self, message: str, package: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.package = package
+
+    def __str__(self) -> str:
+        return self.message

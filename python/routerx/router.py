@@ -189,7 +189,12 @@ class Router:
             emb = load_static(emb)
         self.embedder = emb
         self.semantic_index = SemanticIndex(emb.dim, ivf_threshold=sc.ivf_threshold, ivf_nprobe=sc.ivf_nprobe, ivf_dim=sc.ivf_dim, hnsw_threshold=sc.hnsw_threshold, hnsw_m=sc.hnsw_m, ef_search=sc.hnsw_ef_search, hnsw_ef_construction=sc.hnsw_ef_construction, huge_pages=sc.huge_pages, threads=sc.faiss_threads, live=self._core.semantic_vectors, background=True)
-        verifier = _core.Verifier.load(str(sc.verifier)) if sc.verifier is not None else None
+        verifier: Any = None
+        if sc.verifier is not None:
+            # A .safetensors file is a cross-encoder (reads both texts); anything else the
+            # verifier over the pair's vectors.
+            load = _core.CrossEncoder.load if sc.verifier.suffix == ".safetensors" else _core.Verifier.load
+            verifier = load(str(sc.verifier))
         self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold)
 
     def _sync_index(self, added: Optional[Tuple[int, int, bytes]]) -> None:

@@ -22,7 +22,7 @@ use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOut
 use routerx_core::quality;
 use routerx_core::semantic;
 use routerx_core::stats::to_nano;
-use routerx_core::embed::{Embedder, MiniLm, StaticTable};
+use routerx_core::embed::{CrossEncoder, Embedder, MiniLm, StaticTable};
 use routerx_core::Error;
 
 mod exc {
@@ -1087,7 +1087,7 @@ struct PySemantic {
     thresholds: [f32; N_CATEGORIES],
     failures: std::sync::atomic::AtomicU64,
     /// The learned pair verifier every candidate must also pass, with its acceptance threshold.
-    verifier: Option<(Arc<semantic::Verifier>, f32)>,
+    verifier: Option<(PairVerifier, f32)>,
     verifier_refusals: std::sync::atomic::AtomicU64,
 }
 
@@ -1104,7 +1104,7 @@ impl PySemantic {
         max_batch: usize,
         max_wait_us: u64,
         category_min_similarity: Option<std::collections::HashMap<String, f32>>,
-        verifier: Option<&Bound<'_, PyVerifier>>,
+        verifier: Option<&Bound<'_, PyAny>>,
         verifier_threshold: Option<f32>,
     ) -> PyResult<Self> {
         let cosine = |field: String, v: f32| -> PyResult<f32> {
@@ -1127,12 +1127,24 @@ impl PySemantic {
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
         let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
-        let verifier = match verifier.map(|v| v.get().0.clone()) {
-            Some(v) => {
-                if v.embedder != model.model_id() || v.dim as usize != model.dim() {
-                    return Err(invalid("semantic.verifier", format!("was trained on vectors of {} (width {}), the embedder is {}", v.embedder, v.dim, model.model_id())));
-                }
-                let t = verifier_threshold.unwrap_or(v.threshold);
+        let verifier = match verifier {
+            Some(obj) => {
+                let (v, default) = if let Ok(v) = obj.cast::<PyVerifier>() {
+                    let v = v.get().0.clone();
+                    if v.embedder != model.model_id() || v.dim as usize != model.dim() {
+                        return Err(invalid("semantic.verifier", format!("was trained on vectors of {} (width {}), the embedder is {}", v.embedder, v.dim, model.model_id())));
+                    }
+                    let t = v.threshold;
+                    (PairVerifier::Vectors(v), t)
+                } else if let Ok(x) = obj.cast::<PyCrossEncoder>() {
+                    // It reads the texts, not the vectors: any embedder will do.
+                    let x = x.get().0.clone();
+                    let t = x.threshold;
+                    (PairVerifier::Cross(x), t)
+                } else {
+                    return Err(invalid("semantic.verifier", "must be a Verifier or a CrossEncoder"));
+                };
+                let t = verifier_threshold.unwrap_or(default);
                 probability("semantic.verifier_threshold", t)?;
                 Some((v, t))
             }
@@ -1212,7 +1224,7 @@ fn semantic_outcome(
     query: String,
     looked: Result<Looked, routerx_core::batcher::BatchError>,
     thresholds: &[f32; N_CATEGORIES],
-    verify: Option<&(Arc<semantic::Verifier>, f32)>,
+    verify: Option<&(PairVerifier, f32)>,
 ) -> Result<RouteOutcome, routerx_core::Error> {
     let Ok(Ok((vector, mut candidates))) = looked else {
         sem.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1220,8 +1232,13 @@ fn semantic_outcome(
     };
     core.semantic().rescore(&vector, &mut candidates);
     if let Some((v, t)) = verify {
-        let sig = semantic::guard::Signature::of(&query);
-        let (kept, refused) = semantic::verifier::filter(core.semantic(), v, *t, &sig, &vector, &candidates);
+        let (kept, refused) = match v {
+            PairVerifier::Vectors(v) => semantic::verifier::filter(core.semantic(), v, *t, &semantic::guard::Signature::of(&query), &vector, &candidates),
+            PairVerifier::Cross(x) => {
+                let floor = thresholds.iter().copied().fold(1.0f32, f32::min);
+                routerx_core::embed::cross::filter(core.semantic(), x, *t, &query, &candidates, floor)
+            }
+        };
         sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         candidates = kept;
     }
@@ -1231,6 +1248,14 @@ fn semantic_outcome(
     let out = core.route(req, c)?;
     core.attach_semantic(&out, scope, query, vector);
     Ok(out)
+}
+
+/// What a semantic candidate must also pass: a verifier over the pair's vectors, or a
+/// cross-encoder reading both texts.
+#[derive(Clone)]
+enum PairVerifier {
+    Vectors(Arc<semantic::Verifier>),
+    Cross(Arc<CrossEncoder>),
 }
 
 /// A sentence embedder (all-MiniLM-L6-v2) loaded from a local model directory.
@@ -1526,6 +1551,48 @@ impl PyVerifier {
     }
 }
 
+/// A cross-encoder pair verifier (`routerx train-verifier --cross-encoder`).
+#[pyclass(frozen, name = "CrossEncoder", module = "routerx._core")]
+struct PyCrossEncoder(Arc<CrossEncoder>);
+
+#[pymethods]
+impl PyCrossEncoder {
+    /// Reads a cross-encoder file; a missing, truncated or corrupt one raises SnapshotError naming it.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        Ok(PyCrossEncoder(Arc::new(without_gil(py, || CrossEncoder::load(&path)).map_err(to_py_err)?)))
+    }
+
+    /// Duplicate probability of each (a[i], b[i]) pair, in one batch, without the GIL.
+    fn score(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>) -> PyResult<Vec<f32>> {
+        if a.len() != b.len() {
+            return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
+        }
+        without_gil(py, || {
+            let pairs: Vec<(&str, &str)> = a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect();
+            self.0.score(&pairs)
+        })
+        .map_err(to_py_err)
+    }
+
+    #[getter]
+    fn threshold(&self) -> f32 {
+        self.0.threshold
+    }
+    #[getter]
+    fn max_tokens(&self) -> usize {
+        self.0.max_tokens
+    }
+    #[getter]
+    fn base(&self) -> &str {
+        &self.0.base
+    }
+    #[getter]
+    fn report(&self) -> &str {
+        &self.0.report
+    }
+}
+
 /// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).
 #[pyfunction]
 fn guard_check(a: &str, b: &str) -> Option<String> {
@@ -1540,6 +1607,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEmbedder>()?;
     m.add_class::<PySemantic>()?;
     m.add_class::<PyVerifier>()?;
+    m.add_class::<PyCrossEncoder>()?;
     m.add_class::<PyQualityModel>()?;
     m.add_function(wrap_pyfunction!(verifier_features, m)?)?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;

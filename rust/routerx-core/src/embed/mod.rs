@@ -8,10 +8,12 @@
 //! [`Embedder`] is what the cache will hold, so it can be tested with a stand-in.
 
 mod bert;
+pub mod cross;
 mod minilm;
 mod static_table;
 
 pub use bert::gelu_erf;
+pub use cross::CrossEncoder;
 pub use minilm::MiniLm;
 pub use static_table::StaticTable;
 

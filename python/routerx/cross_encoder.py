@@ -1,0 +1,386 @@
+"""A cross-encoder pair verifier for the semantic cache: the sentence model fine-tuned to read a
+query and a cached question *together* and say whether one answer serves both.
+
+A verifier over two pooled vectors cannot tell "how do I learn Python?" from "how do I learn
+Java?" with much confidence: the vectors are nearly the same. Attention across the two texts
+can. Scoring runs in the Rust core (``_core.CrossEncoder``, GIL released, both orders of the pair
+in one batch) on the candidates above the similarity threshold only, so it costs one small BERT
+pass on a would-be hit and nothing on a miss.
+
+Training needs PyTorch, which routerx does not depend on (``pip install torch``); the file it
+writes is a plain safetensors file that the core reads without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import _core
+from .errors import ConfigError, MissingDependencyError
+
+KIND = "routerx-cross-encoder"
+VERSION = 1
+#: Token limit of a (query, candidate) pair: QQP questions are ~15 tokens; longer pairs are cut
+#: longest-first.
+MAX_TOKENS = 128
+EPOCHS = 1.0
+LR = 5e-5
+BATCH = 32
+
+_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}
+
+
+def read_safetensors(path: "os.PathLike[str] | str") -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """The tensors (numpy arrays) and string metadata of a safetensors file."""
+    import numpy as np
+
+    b = Path(path).read_bytes()
+    n = int.from_bytes(b[:8], "little")
+    header = json.loads(b[8 : 8 + n])
+    meta = header.pop("__metadata__", {}) or {}
+    out = {}
+    for name, t in header.items():
+        if t["dtype"] not in _DTYPES:
+            raise ConfigError(f"{path}: tensor {name} has dtype {t['dtype']}, not one of {sorted(_DTYPES)}", field=str(path))
+        s, e = t["data_offsets"]
+        out[name] = np.frombuffer(b, dtype=_DTYPES[t["dtype"]], count=(e - s) // np.dtype(_DTYPES[t["dtype"]]).itemsize, offset=8 + n + s).reshape(t["shape"])
+    return out, meta
+
+
+def write_cross_encoder(
+    path: "os.PathLike[str] | str",
+    tensors: Dict[str, Any],
+    *,
+    config: Dict[str, Any],
+    tokenizer: str,
+    threshold: float,
+    max_tokens: int = MAX_TOKENS,
+    base: str = "",
+    report: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Writes a cross-encoder file atomically (write, fsync, rename): BERT ``tensors`` under
+    Hugging Face's names plus ``head.weight`` (1 × hidden) and ``head.bias`` (1), as float32,
+    with a SHA-256 of the tensor bytes the core checks on load."""
+    import numpy as np
+
+    from .quality.model import atomic_write
+
+    if not 0 < threshold < 1:
+        raise ConfigError(f"threshold must be in (0, 1), got {threshold}", field="threshold")
+    header: Dict[str, Any] = {}
+    blobs: List[bytes] = []
+    off = 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name], dtype="<f4")
+        if not np.isfinite(a).all():
+            raise ConfigError(f"tensor {name} has non-finite values", field=name)
+        raw = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    data = b"".join(blobs)
+    header["__metadata__"] = {
+        "kind": KIND,
+        "version": str(VERSION),
+        "config": json.dumps(config),
+        "tokenizer": tokenizer,
+        "threshold": repr(float(threshold)),
+        "max_tokens": str(int(max_tokens)),
+        "base": base,
+        "report": json.dumps(report or {}),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)  # tensor data 8-byte aligned
+
+    def write(f: BinaryIO) -> None:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        f.write(data)
+
+    return atomic_write(path, write)
+
+
+def base_files(model_dir: "os.PathLike[str] | str | None" = None) -> Tuple[Dict[str, Any], Dict[str, Any], str, str]:
+    """(tensors, BERT config, tokenizer JSON, model id) of the sentence model a cross-encoder
+    starts from: the installed all-MiniLM-L6-v2 unless ``model_dir`` names another."""
+    from .embed import load_minilm, minilm_dir
+
+    emb = load_minilm(model_dir)  # the clear error when the model is not installed
+    d = Path(model_dir) if model_dir is not None else minilm_dir()
+    assert d is not None
+    tensors, _ = read_safetensors(d / "model.safetensors")
+    tensors = {k.removeprefix("bert."): v for k, v in tensors.items() if not k.startswith("pooler.") and "position_ids" not in k}
+    config = json.loads((d / "config.json").read_text())
+    return tensors, config, (d / "tokenizer.json").read_text(), emb.model_id
+
+
+def _torch() -> Any:
+    try:
+        # Imported by name: torch is optional, and has no stubs where it is absent.
+        torch = importlib.import_module("torch")
+    except ImportError as e:
+        raise MissingDependencyError("training a cross-encoder needs PyTorch, which routerx does not install: run `pip install torch`", package="torch") from e
+    return torch
+
+
+def _model(torch: Any, config: Dict[str, Any], tensors: Dict[str, Any]) -> Any:
+    """A BERT with a linear head over its mean-pooled output, in torch, from numpy ``tensors``
+    under Hugging Face's names; ``params()`` gives them back under the same names."""
+    nn, F = torch.nn, torch.nn.functional
+    H, NH, eps = config["hidden_size"], config["num_attention_heads"], config.get("layer_norm_eps", 1e-12)
+
+    class Layer(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(H, H) for _ in range(4))
+            self.n1 = nn.LayerNorm(H, eps=eps)
+            self.fi, self.fo = nn.Linear(H, config["intermediate_size"]), nn.Linear(config["intermediate_size"], H)
+            self.n2 = nn.LayerNorm(H, eps=eps)
+
+        def forward(self, x: Any, mask: Any) -> Any:
+            b, t, _ = x.shape
+            q, k, v = (z.view(b, t, NH, H // NH).transpose(1, 2) for z in (self.q(x), self.k(x), self.v(x)))
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            x = self.n1(x + self.o(a.transpose(1, 2).reshape(b, t, H)))
+            return self.n2(x + self.fo(F.gelu(self.fi(x))))
+
+    class Cross(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.we = nn.Embedding(config["vocab_size"], H)
+            self.pe = nn.Embedding(config["max_position_embeddings"], H)
+            self.te = nn.Embedding(config["type_vocab_size"], H)
+            self.en = nn.LayerNorm(H, eps=eps)
+            self.layers = nn.ModuleList(Layer() for _ in range(config["num_hidden_layers"]))
+            self.head = nn.Linear(H, 1)
+
+        def forward(self, ids: Any, types: Any, keep: Any) -> Any:
+            x = self.en(self.we(ids) + self.te(types) + self.pe(torch.arange(ids.shape[1])[None]))
+            mask = torch.zeros(keep.shape, dtype=x.dtype).masked_fill(~keep, float("-inf"))[:, None, None, :]
+            for layer in self.layers:
+                x = layer(x, mask)
+            m = keep[..., None].to(x.dtype)
+            return self.head((x * m).sum(1) / m.sum(1)).squeeze(-1)
+
+    names = {"we.weight": "embeddings.word_embeddings.weight", "pe.weight": "embeddings.position_embeddings.weight", "te.weight": "embeddings.token_type_embeddings.weight", "en.weight": "embeddings.LayerNorm.weight", "en.bias": "embeddings.LayerNorm.bias", "head.weight": "head.weight", "head.bias": "head.bias"}
+    parts = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value", "o": "attention.output.dense", "n1": "attention.output.LayerNorm", "fi": "intermediate.dense", "fo": "output.dense", "n2": "output.LayerNorm"}
+    for i in range(config["num_hidden_layers"]):
+        for ours, theirs in parts.items():
+            for p in ("weight", "bias"):
+                names[f"layers.{i}.{ours}.{p}"] = f"encoder.layer.{i}.{theirs}.{p}"
+    m = Cross()
+    state = {ours: torch.tensor(tensors[theirs], dtype=torch.float32) if theirs in tensors else None for ours, theirs in names.items()}
+    state["head.weight"] = torch.zeros(1, H) if state["head.weight"] is None else state["head.weight"]
+    state["head.bias"] = torch.zeros(1) if state["head.bias"] is None else state["head.bias"]
+    missing = [names[k] for k, v in state.items() if v is None]
+    if missing:
+        raise ConfigError(f"the base model lacks {missing[:3]}", field="model")
+    m.load_state_dict(state)
+    m.params = lambda: {names[k]: v.detach().numpy().copy() for k, v in m.state_dict().items()}
+    return m
+
+
+def _recall_at(scores: Any, y: Any, target: float) -> Tuple[float, float]:
+    """(recall, threshold) of the lowest threshold whose balanced precision is ≥ ``target``."""
+    import numpy as np
+
+    o = np.argsort(-scores, kind="stable")
+    ys = y[o]
+    pos, neg = int(ys.sum()), int(len(ys) - ys.sum())
+    if pos == 0 or neg == 0:
+        return 0.0, 1.0
+    tp = np.cumsum(ys)
+    fp = np.cumsum(1 - ys) * pos / neg
+    ok = np.nonzero(tp / (tp + fp) >= target)[0]
+    if len(ok) == 0:
+        return 0.0, 1.0
+    k = ok[-1]
+    return float(tp[k] / pos), float(scores[o][k])
+
+
+def _auc(scores: Any, y: Any) -> float:
+    """Area under the ROC curve: the chance a duplicate outscores a non-duplicate (ties half)."""
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    pos, neg = s[y == 1], np.sort(s[y == 0])
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + ties / 2).sum() / (len(pos) * len(neg)))
+
+
+def train_cross_encoder(
+    pairs: Sequence[Any],
+    out: "os.PathLike[str] | str",
+    *,
+    model_dir: "os.PathLike[str] | str | None" = None,
+    target_precision: float = 0.95,
+    test_fraction: float = 0.2,
+    epochs: float = EPOCHS,
+    lr: float = LR,
+    batch: int = BATCH,
+    max_tokens: int = MAX_TOKENS,
+    max_train_pairs: Optional[int] = None,
+    eval_every: int = 400,
+    seed: int = 0,
+    threads: Optional[int] = None,
+    log: Callable[[str], None] = print,
+) -> Tuple[Any, Dict[str, Any]]:
+    """Fine-tunes the sentence model as a cross-encoder on labelled ``pairs`` and writes it to
+    ``out``. The split is the pair verifier's (no text on both sides of train/test; a validation
+    part, also split by text, picks the checkpoint and the acceptance threshold); the held-out
+    figures are the core's own scores of the written file. Seeded. Returns
+    (``_core.CrossEncoder``, report)."""
+    import numpy as np
+
+    from .calibrate import group_split
+
+    torch = _torch()
+    if not 0 < target_precision < 1:
+        raise ConfigError(f"target precision must be in (0, 1), got {target_precision}", field="target_precision")
+    if not (epochs > 0 and math.isfinite(epochs)) or batch < 1 or not lr > 0:
+        raise ConfigError("epochs, lr and batch must be positive", field="epochs")
+    pairs = list(pairs)
+    y = np.array([p.label for p in pairs], dtype=np.int64)
+    train, test = group_split(pairs, test_fraction, seed)
+    fit_i, val_i = group_split([pairs[i] for i in train], 0.15, seed + 1)
+    fit = [train[i] for i in fit_i][: max_train_pairs or None]
+    val = [train[i] for i in val_i]
+    if min(y[fit].sum(), len(fit) - y[fit].sum(), y[test].sum(), len(test) - y[test].sum(), y[val].sum()) < 1:
+        raise ConfigError("the pairs need duplicates and non-duplicates on every side of the split", field="pairs")
+
+    tensors, config, tok_json, base = base_files(model_dir)
+    try:
+        tokenizers = importlib.import_module("tokenizers")
+    except ImportError as e:
+        raise MissingDependencyError("training a cross-encoder needs the tokenizers package: run `pip install tokenizers`", package="tokenizers") from e
+    tok = tokenizers.Tokenizer.from_str(tok_json)
+    tok.no_padding()
+    tok.enable_truncation(max_tokens)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = _model(torch, config, tensors)
+
+    def encode(prs: List[Tuple[str, str]]) -> Tuple[Any, Any, Any]:
+        enc = tok.encode_batch(prs)
+        t = max(len(e.ids) for e in enc)
+        ids = torch.zeros(len(enc), t, dtype=torch.long)
+        types = torch.zeros_like(ids)
+        keep = torch.zeros(len(enc), t, dtype=torch.bool)
+        for r, e in enumerate(enc):
+            ids[r, : len(e.ids)] = torch.tensor(e.ids)
+            types[r, : len(e.ids)] = torch.tensor(e.type_ids)
+            keep[r, : len(e.ids)] = True
+        return ids, types, keep
+
+    def torch_scores(idx: Sequence[int]) -> Any:
+        model.eval()
+        s = np.zeros(len(idx), dtype=np.float32)
+        with torch.inference_mode():
+            for k in range(0, len(idx), 128):
+                part = idx[k : k + 128]
+                a = model(*encode([(pairs[i].a, pairs[i].b) for i in part]))
+                b = model(*encode([(pairs[i].b, pairs[i].a) for i in part]))
+                s[k : k + len(part)] = ((a + b) / 2).numpy()
+        return s
+
+    vsub = rng.sample(val, min(len(val), 2000))
+    steps = max(1, int(math.ceil(len(fit) / batch) * epochs))
+    warm = max(1, steps // 10)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min((k + 1) / warm, max(0.0, (steps - k) / max(1, steps - warm))))
+    best: Tuple[float, int, Optional[Dict[str, Any]]] = (-1.0, 0, None)
+    step, t0 = 0, time.time()
+    while step < steps:
+        order = fit[:]
+        rng.shuffle(order)
+        # Similar lengths share a batch (less padding), batches in random order.
+        batches: List[List[int]] = []
+        for w in range(0, len(order), batch * 50):
+            chunk = sorted(order[w : w + batch * 50], key=lambda i: len(pairs[i].a) + len(pairs[i].b))
+            batches += [chunk[k : k + batch] for k in range(0, len(chunk), batch)]
+        rng.shuffle(batches)
+        for b in batches:
+            if step >= steps:
+                break
+            model.train()
+            # Both orders seen in training: the score is meant to be symmetric.
+            prs = [(pairs[i].a, pairs[i].b) if rng.random() < 0.5 else (pairs[i].b, pairs[i].a) for i in b]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(*encode(prs)), torch.tensor(y[b], dtype=torch.float32))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % eval_every == 0 or step == steps:
+                r, _ = _recall_at(torch_scores(vsub), y[vsub], target_precision)
+                log(f"step {step}/{steps} ({time.time() - t0:.0f} s): validation recall {r:.3f} at precision {target_precision}")
+                if r > best[0]:
+                    best = (r, step, {k: v.clone() for k, v in model.state_dict().items()})
+    assert best[2] is not None
+    model.load_state_dict(best[2])
+    params = model.params()
+    write_cross_encoder(out, params, config=config, tokenizer=tok_json, threshold=0.5, max_tokens=max_tokens, base=base)
+
+    # Threshold and figures from the core's own scores of the written file, which must be those
+    # of the network just trained.
+    core = _core.CrossEncoder.load(os.fspath(out))
+    check = vsub[:64]
+    want = 1 / (1 + np.exp(-torch_scores(check)))
+    got = np.array(core.score([pairs[i].a for i in check], [pairs[i].b for i in check]))
+    if not np.allclose(got, want, atol=1e-3):
+        raise RuntimeError(f"the core scores the written file differently from the trained network (max difference {np.abs(got - want).max():.2e})")
+    sv = np.array(core.score([pairs[i].a for i in val], [pairs[i].b for i in val]))
+    st = np.array(core.score([pairs[i].a for i in test], [pairs[i].b for i in test]))
+    val_recall, threshold = _recall_at(sv, y[val], target_precision)
+    threshold = min(max(threshold, 1e-3), 0.999)
+    yt = y[test]
+    acc = st >= threshold
+    tp, fp = int((acc & (yt == 1)).sum()), int((acc & (yt == 0)).sum())
+    pos, neg = int(yt.sum()), int(len(yt) - yt.sum())
+    best_recall, _ = _recall_at(st, yt, target_precision)
+    recall_90, _ = _recall_at(st, yt, 0.90)
+    report: Dict[str, Any] = {
+        "kind": "cross-encoder",
+        "base": base,
+        "pairs": len(pairs),
+        "train_pairs": len(fit),
+        "validation_pairs": len(val),
+        "test_pairs": len(test),
+        "test_positives": pos,
+        "test_negatives": neg,
+        "epochs": epochs,
+        "step_chosen": best[1],
+        "steps": steps,
+        "lr": lr,
+        "batch": batch,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "target_precision": target_precision,
+        "target_on": "balanced pairs",
+        "threshold": threshold,
+        "validation_balanced_recall": val_recall,
+        "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp else 1.0, "recall": tp / pos, "false_hits": fp},
+        "test_balanced_best_at_target": {"recall": best_recall},
+        "test_balanced_best_at_0.90": {"recall": recall_90},
+        "test_auc": _auc(st, yt),
+        "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / pos},
+        "train_seconds": round(time.time() - t0, 1),
+    }
+    write_cross_encoder(out, params, config=config, tokenizer=tok_json, threshold=threshold, max_tokens=max_tokens, base=base, report=report)
+    report["_scores"] = {"test": st, "test_labels": yt}
+    return _core.CrossEncoder.load(os.fspath(out)), report

@@ -130,6 +130,28 @@ def test_background_rebuilds_leave_the_adding_thread_and_lose_nothing() -> None:
     assert live.calls and all(scope == 3 for scope, _ in live.calls)  # a rebuild copies its own scope only
 
 
+def test_stats_count_rebuilds_queued_or_running() -> None:
+    """A scope whose rebuild is queued or running shows in ``rebuilds_pending`` until it is swapped in."""
+    x = unit_rows(300, seed=5)
+    gate = threading.Event()
+    live = Live()
+
+    def held(scope: Optional[int] = None, ids: Optional[List[int]] = None) -> Tuple[bytes, bytes, bytes]:
+        gate.wait(30)
+        return live(scope, ids)
+
+    idx = SemanticIndex(DIM, ivf_threshold=200, hnsw_threshold=10**6, ivf_nprobe=64, ivf_dim=0, live=held, background=True)
+    for i in range(len(x)):
+        live.add(idx, 3, i, x[i])
+    live.add(idx, 4, 10_000, x[0])
+    assert idx.stats()["rebuilds_pending"] == 1  # scope 3 crossed into an inverted file; 4 did not
+    assert not idx.wait(0.05)
+    gate.set()
+    assert idx.wait(30)
+    s = idx.stats()
+    assert s["rebuilds_pending"] == 0 and s["rebuilds"] >= 1 and s["ivf_partitions"] == 1
+
+
 def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> None:
     """4 writers cross every size boundary while 4 readers check that each vector added before
     their search is found first, through every swap of a rebuilt partition."""

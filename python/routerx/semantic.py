@@ -446,6 +446,8 @@ class SemanticIndex:
     def stats(self) -> Dict[str, Any]:
         with self._lock:
             parts = list(self._parts.values())
+        with self._cv:
+            pending = len(self._pending)
         return {
             "partitions": len(parts),
             "vectors": sum(len(p.ids) for p in parts),
@@ -455,4 +457,6 @@ class SemanticIndex:
             "huge_page_bytes": sum(p.huge_bytes for p in parts),
             "searches": self.searches,
             "rebuilds": self.rebuilds,
+            # Scopes queued for, or in, a background rebuild (served by their old partition).
+            "rebuilds_pending": pending,
         }

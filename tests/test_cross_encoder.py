@@ -33,13 +33,13 @@ def base() -> Tuple[Dict[str, Any], Dict[str, Any], str, str]:
     return base_files()
 
 
-def make(path: Path, base: Any, head_w: Any = None, head_b: float = 0.0, threshold: float = 0.5) -> Path:
+def make(path: Path, base: Any, head_w: Any = None, head_b: float = 0.0, threshold: float = 0.5, calibration: Any = None) -> Path:
     tensors, config, tok, model_id = base
     h = config["hidden_size"]
     t = dict(tensors)
     t["head.weight"] = np.zeros((1, h), np.float32) if head_w is None else np.asarray(head_w, np.float32).reshape(1, h)
     t["head.bias"] = np.array([head_b], np.float32)
-    write_cross_encoder(path, t, config=config, tokenizer=tok, threshold=threshold, base=model_id, report={"made": "by the test"})
+    write_cross_encoder(path, t, config=config, tokenizer=tok, threshold=threshold, base=model_id, report={"made": "by the test"}, calibration=calibration)
     return path
 
 
@@ -163,6 +163,34 @@ def test_route_obeys_the_cross_encoder(tmp_path: Path, base: Any) -> None:
         routed(even, verifier_threshold=math.nan)
 
 
+def test_a_calibration_weighs_the_cosine_the_cache_computed(tmp_path: Path, base: Any) -> None:
+    """A head of zeros gives logit 0, so the score is sigmoid(20·cosine + bias): the cache must hand
+    the cross-encoder the candidate's own cosine for the hit to turn on the bias."""
+    from routerx.embed import load_minilm
+
+    emb = load_minilm()
+    c = emb.similarity(STORED, SAME)
+    cal = lambda bias: {"logit": 1.0, "cosine": 20.0, "bias": bias, "embedder": emb.model_id}  # noqa: E731
+    above, below = make(tmp_path / "above.safetensors", base, calibration=cal(1 - 20 * c)), make(tmp_path / "below.safetensors", base, calibration=cal(-1 - 20 * c))
+    x = _core.CrossEncoder.load(str(above))
+    assert x.calibration == pytest.approx((1.0, 20.0, 1 - 20 * c)) and x.calibration_embedder == emb.model_id
+    assert x.score([STORED], [SAME], [0.5])[0] == pytest.approx(1 / (1 + math.exp(-(10 + 1 - 20 * c))), rel=1e-4)
+    assert x.logits([STORED], [SAME]) == [0.0]
+    with pytest.raises(routerx.InvalidRequestError, match="cosines"):
+        x.score([STORED], [SAME])
+    with pytest.raises(routerx.InvalidRequestError, match="cosines"):
+        x.score([STORED], [SAME], [0.5, 0.5])
+    assert routed(above)[0] == "semantic"
+    cache, stats = routed(below)
+    assert cache == "miss" and stats["verifier_refusals"] == 1
+    # Cosines of another embedder would not be the ones it was calibrated on.
+    with pytest.raises(routerx.RouterxError, match="calibrated on cosines"):
+        routerx.Router({"semantic": {"enabled": True, "embedder": "static", "min_similarity": 0.5, "verifier": str(above)}}, db=None)
+    for bad in ({"logit": 1.0, "cosine": 2.0, "bias": 0.0}, {"logit": 1.0, "cosine": 0.0, "bias": math.inf}):
+        with pytest.raises(SnapshotError, match="calibration"):
+            _core.CrossEncoder.load(str(make(tmp_path / "bad.safetensors", base, calibration=bad)))
+
+
 def test_many_threads_score_at_once(tmp_path: Path, base: Any) -> None:
     rng = np.random.default_rng(3)
     x = _core.CrossEncoder.load(str(make(tmp_path / "v.safetensors", base, rng.normal(0, 0.2, base[1]["hidden_size"]))))
@@ -224,6 +252,8 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path) -> No
 
     # Distinct texts per copy, so the text-disjoint split has groups to put on each side.
     pairs = [Pair(f"{a} {k}", f"{b} {k}", y) for k in range(40) for a, b, y in PAIRS]
+    # Labelled duplicates the cache's guard refuses (polarity): never counted as hits.
+    pairs += [Pair(f"how do i turn on the heating {k}", f"how do i turn off the heating {k}", 1) for k in range(40)]
     out = tmp_path / "v.safetensors"
     x, rep = train_cross_encoder(pairs, out, epochs=2, lr=1e-4, batch=16, eval_every=4, seed=0, threads=1, log=lambda m: None)
     # train_cross_encoder checks the core's scores of the file against the trained network itself.
@@ -231,6 +261,8 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path) -> No
     st, yt = rep["_scores"]["test"], rep["_scores"]["test_labels"]
     assert st[yt == 1].mean() > st[yt == 0].mean(), "it learned nothing"
     assert rep["test_auc"] > 0.5 and 0 <= rep["test_balanced_best_at_0.90"]["recall"] <= 1
+    refused = rep["test_guard_refuses"]["duplicates"]
+    assert refused >= 1 and rep["test_balanced_at_threshold"]["recall"] <= 1 - refused / rep["test_positives"] + 1e-9
 
 
 def test_auc_counts_ordered_pairs() -> None:

@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--cross-encoder", action="store_true", help="fine-tune the sentence model as a cross-encoder that reads both texts (needs PyTorch; write a .safetensors file)")
     tv.add_argument("--max-train-pairs", type=int, default=None, help="cross-encoder: train on at most this many pairs")
     tv.add_argument("--lr", type=float, default=None, help="cross-encoder: peak learning rate")
+    tv.add_argument("--no-cosine", action="store_true", help="cross-encoder: calibrate on its own logit only (for a cache on an embedder other than all-MiniLM-L6-v2)")
     tv.add_argument("--l2", type=float, default=None, help="weight decay")
     tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
     tv.add_argument("--seed", type=int, default=0)
@@ -243,7 +244,7 @@ def _train_cross_encoder(args: argparse.Namespace, pairs: Any) -> int:
         kw["epochs"] = args.epochs
     if args.lr is not None:
         kw["lr"] = args.lr
-    _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, max_train_pairs=args.max_train_pairs, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
+    _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, max_train_pairs=args.max_train_pairs, cosine=not args.no_cosine, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
     rep.pop("_scores", None)
     print(json.dumps(rep, indent=2))
     print(f"wrote {args.out}")

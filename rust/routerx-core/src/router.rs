@@ -183,7 +183,7 @@ pub struct RouteOutcome {
     pub semantic: Option<(u64, f32)>,
     /// For a routed request looked up semantically: (scope, query, vector), so `record()` can
     /// store the answer in the semantic cache too.
-    pub pending: OnceLock<(u64, String, Vec<f32>)>,
+    pub pending: OnceLock<(u64, Arc<str>, Vec<f32>)>,
     /// The leader of a single flight: landed by `record()`, or when this outcome is dropped.
     pub flight: Option<crate::flight::FlightGuard>,
 }
@@ -497,7 +497,7 @@ impl Core {
     }
 
     /// Remembers what `record()` needs to store `o`'s answer in the semantic cache.
-    pub fn attach_semantic(&self, o: &RouteOutcome, scope: u64, query: String, vector: Vec<f32>) {
+    pub fn attach_semantic(&self, o: &RouteOutcome, scope: u64, query: Arc<str>, vector: Vec<f32>) {
         if matches!(o.served, Served::Routed(_)) && !o.cache_control.no_store {
             let _ = o.pending.set((scope, query, vector));
         }

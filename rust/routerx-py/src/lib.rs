@@ -567,21 +567,25 @@ impl PyCore {
         if let Some(hit) = core.route_if_cached(&req, c).map_err(to_py_err)? {
             return Ok(PyDecision(Arc::new(hit)));
         }
+        // `core.route` looks the exact cache up again, on purpose: an answer recorded while the
+        // GIL was being given up is found there, just before the request joins a flight, instead
+        // of paying for a second model call.
         let Some(sem) = semantic.map(Bound::get).filter(|_| !c.cache.no_cache) else {
             let out = without_gil(py, || core.route(&req, c)).map_err(to_py_err)?;
             return Ok(PyDecision(Arc::new(out)));
         };
         let scope = semantic::scope_of(&req, c.allowed_models.as_deref().unwrap_or(&[]), sem.embedder.model_id());
-        let query = semantic::query_of(&req).to_owned();
+        let query: Arc<str> = Arc::from(semantic::query_of(&req));
         // An explicit per-request threshold applies to every category; else the configured ones.
         let thresholds = min_similarity.map(|m| [m; N_CATEGORIES]).unwrap_or(sem.thresholds);
         if let Some(t) = verifier_threshold {
             probability("verifier_threshold", t)?;
         }
-        let verify = sem.verifier.as_ref().map(|(v, t)| (v.clone(), verifier_threshold.unwrap_or(*t)));
+        let verify = sem.verifier.as_ref().map(|(v, t)| (v, verifier_threshold.unwrap_or(*t)));
         let out = without_gil(py, || {
+            // The batcher and the decision share the query: a refcount, not a copy of the prompt.
             let looked = sem.batcher.submit((scope, query.clone()));
-            semantic_outcome(core, sem, &req, c, scope, query, looked, &thresholds, verify.as_ref())
+            semantic_outcome(core, sem, &req, c, scope, query, looked, &thresholds, verify)
         })
         .map_err(to_py_err)?;
         Ok(PyDecision(Arc::new(out)))
@@ -670,19 +674,19 @@ impl PyCore {
             // Exact hits first; the rest go to the semantic layer as one submission, which the
             // batcher cuts into micro-batches (one embedding pass and one search each).
             let mut out: Vec<Option<RouteOutcome>> = Vec::with_capacity(batch.len());
-            let mut pending: Vec<(usize, u64, String)> = Vec::new();
+            let mut pending: Vec<(usize, u64, Arc<str>)> = Vec::new();
             for (i, (r, c)) in batch.iter().enumerate() {
                 let hit = core.route_if_cached(r, c).map_err(|e| (i, e))?;
                 if hit.is_none() && !c.cache.no_cache {
                     let scope = semantic::scope_of(r, c.allowed_models.as_deref().unwrap_or(&[]), sem.embedder.model_id());
-                    pending.push((i, scope, semantic::query_of(r).to_owned()));
+                    pending.push((i, scope, Arc::from(semantic::query_of(r))));
                 }
                 out.push(hit);
             }
             let looked = sem.batcher.submit_many(pending.iter().map(|(_, scope, q)| (*scope, q.clone())).collect());
             for ((i, scope, query), l) in pending.into_iter().zip(looked) {
                 let (r, c) = &batch[i];
-                out[i] = Some(semantic_outcome(core, sem, r, c, scope, query, l, &sem.thresholds, sem.verifier.as_ref()).map_err(|e| (i, e))?);
+                out[i] = Some(semantic_outcome(core, sem, r, c, scope, query, l, &sem.thresholds, sem.verifier.as_ref().map(|(v, t)| (v, *t))).map_err(|e| (i, e))?);
             }
             batch.iter().zip(out).enumerate().map(|(i, ((r, c), o))| o.map_or_else(|| core.route(r, c).map_err(|e| (i, e)), Ok)).collect()
         });
@@ -1081,7 +1085,7 @@ type Looked = Result<(Vec<f32>, Vec<(u64, f32)>), String>;
 #[pyclass(frozen, name = "Semantic", module = "routerx._core")]
 struct PySemantic {
     embedder: Arc<dyn Embedder>,
-    batcher: Batcher<(u64, String), Looked>,
+    batcher: Batcher<(u64, Arc<str>), Looked>,
     min_similarity: f32,
     /// By task category of the cached answer: its own threshold, else `min_similarity`.
     thresholds: [f32; N_CATEGORIES],
@@ -1126,7 +1130,7 @@ impl PySemantic {
         let model = embedder.get().inner.clone();
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
-        let batcher = Batcher::new(cfg, move |items: Vec<(u64, String)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
+        let batcher = Batcher::new(cfg, move |items: Vec<(u64, Arc<str>)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
         let verifier = match verifier {
             Some(obj) => {
                 let (v, default) = if let Ok(v) = obj.cast::<PyVerifier>() {
@@ -1137,8 +1141,13 @@ impl PySemantic {
                     let t = v.threshold;
                     (PairVerifier::Vectors(v), t)
                 } else if let Ok(x) = obj.cast::<PyCrossEncoder>() {
-                    // It reads the texts, not the vectors: any embedder will do.
+                    // It reads the texts; only a calibration that weighs the cosine needs the
+                    // embedder it was calibrated with.
                     let x = x.get().0.clone();
+                    let c = &x.calibration;
+                    if c.uses_cosine() && c.embedder != model.model_id() {
+                        return Err(invalid("semantic.verifier", format!("was calibrated on cosines of {}, the embedder is {}", c.embedder, model.model_id())));
+                    }
                     let t = x.threshold;
                     (PairVerifier::Cross(x), t)
                 } else {
@@ -1179,9 +1188,9 @@ impl PySemantic {
 }
 
 /// One micro-batch: embed every query in one pass (no GIL), then one `search` call (GIL once).
-fn search_batch(model: &Arc<dyn Embedder>, search: &Py<PyAny>, k: usize, items: Vec<(u64, String)>) -> Vec<Looked> {
+fn search_batch(model: &Arc<dyn Embedder>, search: &Py<PyAny>, k: usize, items: Vec<(u64, Arc<str>)>) -> Vec<Looked> {
     let n = items.len();
-    let texts: Vec<&str> = items.iter().map(|(_, q)| q.as_str()).collect();
+    let texts: Vec<&str> = items.iter().map(|(_, q)| &**q).collect();
     let emb = match model.embed(&texts) {
         Ok(e) => e,
         Err(e) => return vec![Err(e.to_string()); n],
@@ -1221,10 +1230,10 @@ fn semantic_outcome(
     req: &Request,
     c: &Constraints,
     scope: u64,
-    query: String,
+    query: Arc<str>,
     looked: Result<Looked, routerx_core::batcher::BatchError>,
     thresholds: &[f32; N_CATEGORIES],
-    verify: Option<&(PairVerifier, f32)>,
+    verify: Option<(&PairVerifier, f32)>,
 ) -> Result<RouteOutcome, routerx_core::Error> {
     let Ok(Ok((vector, mut candidates))) = looked else {
         sem.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1233,10 +1242,10 @@ fn semantic_outcome(
     core.semantic().rescore(&vector, &mut candidates);
     if let Some((v, t)) = verify {
         let (kept, refused) = match v {
-            PairVerifier::Vectors(v) => semantic::verifier::filter(core.semantic(), v, *t, &semantic::guard::Signature::of(&query), &vector, &candidates),
+            PairVerifier::Vectors(v) => semantic::verifier::filter(core.semantic(), v, t, &semantic::guard::Signature::of(&query), &vector, &candidates),
             PairVerifier::Cross(x) => {
                 let floor = thresholds.iter().copied().fold(1.0f32, f32::min);
-                routerx_core::embed::cross::filter(core.semantic(), x, *t, &query, &candidates, floor)
+                routerx_core::embed::cross::filter(core.semantic(), x, t, &query, &candidates, floor)
             }
         };
         sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
@@ -1563,16 +1572,35 @@ impl PyCrossEncoder {
         Ok(PyCrossEncoder(Arc::new(without_gil(py, || CrossEncoder::load(&path)).map_err(to_py_err)?)))
     }
 
-    /// Duplicate probability of each (a[i], b[i]) pair, in one batch, without the GIL.
-    fn score(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>) -> PyResult<Vec<f32>> {
+    /// Duplicate probability of each (a[i], b[i]) pair, in one batch, without the GIL;
+    /// `cosines[i]` is the pair's cosine under `calibration_embedder` (needed when the
+    /// calibration weighs it).
+    #[pyo3(signature = (a, b, cosines=None))]
+    fn score(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>, cosines: Option<Vec<f32>>) -> PyResult<Vec<f32>> {
         if a.len() != b.len() {
             return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
         }
-        without_gil(py, || {
-            let pairs: Vec<(&str, &str)> = a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect();
-            self.0.score(&pairs)
-        })
-        .map_err(to_py_err)
+        without_gil(py, || self.0.score(&text_pairs(&a, &b), cosines.as_deref())).map_err(to_py_err)
+    }
+
+    /// The network's logit of each pair, before calibration.
+    fn logits(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>) -> PyResult<Vec<f32>> {
+        if a.len() != b.len() {
+            return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
+        }
+        without_gil(py, || self.0.logits(&text_pairs(&a, &b))).map_err(to_py_err)
+    }
+
+    /// `(logit weight, cosine weight, bias)`: score = sigmoid(logit·w + cosine·v + bias).
+    #[getter]
+    fn calibration(&self) -> (f32, f32, f32) {
+        let c = &self.0.calibration;
+        (c.logit, c.cosine, c.bias)
+    }
+    /// The embedder whose cosines the calibration weighs ("" when it weighs none).
+    #[getter]
+    fn calibration_embedder(&self) -> &str {
+        &self.0.calibration.embedder
     }
 
     #[getter]
@@ -1591,6 +1619,10 @@ impl PyCrossEncoder {
     fn report(&self) -> &str {
         &self.0.report
     }
+}
+
+fn text_pairs<'a>(a: &'a [String], b: &'a [String]) -> Vec<(&'a str, &'a str)> {
+    a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect()
 }
 
 /// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).

@@ -4,13 +4,17 @@
 //! cannot ("learn Python" / "learn Java" share almost all of their mean vector), which is why it
 //! reaches precisions a verifier over the vectors does not.
 //!
-//! The score is the sigmoid of a linear head over the mean of the last hidden states, averaged
-//! over both orders of the pair (so the score is symmetric, like the duplicate relation).
+//! The network's logit is a linear head over the mean of the last hidden states, averaged over
+//! both orders of the pair (so the score is symmetric, like the duplicate relation). The score is
+//! the sigmoid of a calibration over that logit and, optionally, the pair's cosine under the
+//! cache's embedder: the two disagree on different pairs, and the cosine is free at lookup time
+//! (the index has just computed it).
 //!
 //! The file is one safetensors file: BERT weights under Hugging Face's names, `head.weight`
 //! (1 × hidden) and `head.bias` (1), and in its metadata the kind and version, the BERT config,
-//! the tokenizer, the acceptance threshold, the training report, and a SHA-256 of the tensor
-//! bytes, so a truncated or corrupt file is refused with an error naming it.
+//! the tokenizer, the acceptance threshold, the calibration (absent: the network's own
+//! probability), the training report, and a SHA-256 of the tensor bytes, so a truncated or
+//! corrupt file is refused with an error naming it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,12 +41,33 @@ pub struct CrossEncoder {
     hidden: usize,
     /// Score in (0, 1) at or above which a candidate is accepted, chosen at training time.
     pub threshold: f32,
+    /// How the network's logit (and the pair's cosine) become the score.
+    pub calibration: Calibration,
     /// Token limit of one (query, candidate) pair, special tokens included.
     pub max_tokens: usize,
     /// The sentence model it was fine-tuned from.
     pub base: String,
     /// What it was trained on and what it reached (JSON), for people.
     pub report: String,
+}
+
+/// score = sigmoid(logit × `logit` + cosine × `cosine` + `bias`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct Calibration {
+    pub logit: f32,
+    pub cosine: f32,
+    pub bias: f32,
+    /// The embedder whose cosines `cosine` weighs (the cache's must be the same).
+    #[serde(default)]
+    pub embedder: String,
+}
+
+impl Calibration {
+    pub const IDENTITY: Calibration = Calibration { logit: 1.0, cosine: 0.0, bias: 0.0, embedder: String::new() };
+
+    pub fn uses_cosine(&self) -> bool {
+        self.cosine != 0.0
+    }
 }
 
 const _: () = {
@@ -73,6 +98,13 @@ impl CrossEncoder {
         let threshold: f32 = get("threshold")?.parse().map_err(|_| bad("unreadable threshold".into()))?;
         if !(threshold > 0.0 && threshold < 1.0) {
             return Err(bad(format!("threshold {threshold} is not in (0, 1)")));
+        }
+        let calibration = match meta.get("calibration") {
+            None => Calibration::IDENTITY,
+            Some(c) => serde_json::from_str::<Calibration>(c).map_err(|e| bad(format!("unreadable calibration: {e}")))?,
+        };
+        if ![calibration.logit, calibration.cosine, calibration.bias].iter().all(|x| x.is_finite()) || (calibration.uses_cosine() && calibration.embedder.is_empty()) {
+            return Err(bad(format!("invalid calibration {calibration:?}: finite weights, and the embedder its cosine comes from")));
         }
         let max_tokens: usize = get("max_tokens")?.parse().map_err(|_| bad("unreadable max_tokens".into()))?;
         if max_tokens < 3 || max_tokens > config.max_position_embeddings {
@@ -107,6 +139,7 @@ impl CrossEncoder {
             device,
             hidden: h,
             threshold,
+            calibration,
             max_tokens,
             base: meta.get("base").cloned().unwrap_or_default(),
             report: meta.get("report").cloned().unwrap_or_else(|| "{}".into()),
@@ -114,7 +147,22 @@ impl CrossEncoder {
     }
 
     /// Duplicate probability of each (a, b) pair, in input order; symmetric in each pair.
-    pub fn score(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+    /// `cosines`: each pair's cosine under the calibration's embedder, which a calibration that
+    /// weighs it needs.
+    pub fn score(&self, pairs: &[(&str, &str)], cosines: Option<&[f32]>) -> Result<Vec<f32>> {
+        let c = &self.calibration;
+        let cos = match cosines {
+            Some(v) if v.len() != pairs.len() => return Err(Error::invalid_request("cosines", format!("{} cosines for {} pairs", v.len(), pairs.len()))),
+            Some(v) => v,
+            None if c.uses_cosine() => return Err(Error::invalid_request("cosines", format!("this cross-encoder weighs the pair's cosine under {}: pass the cosines", c.embedder))),
+            None => &[],
+        };
+        let logits = self.logits(pairs)?;
+        Ok(logits.iter().enumerate().map(|(i, l)| 1.0 / (1.0 + (-(l * c.logit + cos.get(i).map_or(0.0, |x| x * c.cosine) + c.bias)).exp())).collect())
+    }
+
+    /// The network's logit of each pair (mean over both orders), before calibration.
+    pub fn logits(&self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -129,14 +177,14 @@ impl CrossEncoder {
             while end < order.len() && (end + 1 - start) * enc[order[end]].len() <= MAX_CHUNK_TOKENS {
                 end += 1;
             }
-            self.logits(&enc, &order[start..end], &mut logits).map_err(|e| Error::model("cross-encoder", format!("forward pass failed: {e}")))?;
+            self.forward(&enc, &order[start..end], &mut logits).map_err(|e| Error::model("cross-encoder", format!("forward pass failed: {e}")))?;
             start = end;
         }
-        Ok(logits.chunks_exact(2).map(|l| 1.0 / (1.0 + (-(l[0] + l[1]) / 2.0).exp())).collect())
+        Ok(logits.chunks_exact(2).map(|l| (l[0] + l[1]) / 2.0).collect())
     }
 
     /// One forward pass over the encodings `chunk`, writing each one's logit.
-    fn logits(&self, enc: &[Encoding], chunk: &[usize], out: &mut [f32]) -> candle_core::Result<()> {
+    fn forward(&self, enc: &[Encoding], chunk: &[usize], out: &mut [f32]) -> candle_core::Result<()> {
         let lengths: Vec<usize> = chunk.iter().map(|&i| enc[i].len()).collect();
         let ids: Vec<u32> = chunk.iter().flat_map(|&i| enc[i].get_ids().iter().copied()).collect();
         let types: Vec<u32> = chunk.iter().flat_map(|&i| enc[i].get_type_ids().iter().copied()).collect();
@@ -166,11 +214,12 @@ impl CrossEncoder {
 /// forward pass refuses: a miss is always safe.
 pub fn filter(store: &crate::semantic::SemanticStore, verifier: &CrossEncoder, threshold: f32, query: &str, candidates: &[(u64, f32)], floor: f32) -> (Vec<(u64, f32)>, u64) {
     let entries: Vec<_> = candidates.iter().map(|&(id, sim)| if sim >= floor { store.get(id) } else { None }).collect();
-    let pairs: Vec<(&str, &str)> = entries.iter().flatten().map(|e| (query, e.query.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = entries.iter().flatten().map(|e| (query, &*e.query)).collect();
     if pairs.is_empty() {
         return (candidates.to_vec(), 0);
     }
-    let mut scores = verifier.score(&pairs).unwrap_or_default().into_iter();
+    let cosines: Vec<f32> = candidates.iter().zip(&entries).filter(|(_, e)| e.is_some()).map(|(c, _)| c.1).collect();
+    let mut scores = verifier.score(&pairs, Some(&cosines)).unwrap_or_default().into_iter();
     let mut refused = 0;
     let kept = candidates
         .iter()

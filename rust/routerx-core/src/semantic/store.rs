@@ -75,8 +75,8 @@ pub struct LiveVectors {
 pub struct SemEntry {
     pub id: u64,
     pub scope: u64,
-    /// The text that was embedded (the last user turn).
-    pub query: String,
+    /// The text that was embedded (the last user turn), shared with the decision that stored it.
+    pub query: Arc<str>,
     pub signature: Signature,
     pub vector: Vec<f32>,
     /// Answer and metadata, shared with the exact cache's entry type.
@@ -223,10 +223,11 @@ impl SemanticStore {
 
     /// Stores an answer; returns its id (what the index must hold for `vector`), or None when it
     /// is larger than the whole byte budget. Evictions made to fit it are queued for the index.
-    pub fn insert(&self, scope: u64, query: String, vector: Vec<f32>, entry: Arc<Entry>, now: f64) -> Option<u64> {
+    pub fn insert(&self, scope: u64, query: impl Into<Arc<str>>, vector: Vec<f32>, entry: Arc<Entry>, now: f64) -> Option<u64> {
         if self.cfg.max_entries == 0 {
             return None;
         }
+        let query = query.into();
         let id = self.next_id.fetch_add(1, Relaxed);
         let signature = Signature::of(&query);
         let e = Arc::new(SemEntry { id, scope, query, signature, vector, entry, clock: AtomicU64::new(0) });
@@ -420,7 +421,7 @@ impl SemanticStore {
         let entries: Vec<SavedSem> = self
             .live(now)
             .iter()
-            .map(|e| SavedSem { scope: e.scope, query: e.query.clone(), vector: e.vector.clone(), entry: SavedEntry::of(&e.entry) })
+            .map(|e| SavedSem { scope: e.scope, query: e.query.to_string(), vector: e.vector.clone(), entry: SavedEntry::of(&e.entry) })
             .collect();
         let n = entries.len();
         let saved = SavedSemantic { catalog: catalog.to_vec(), embedder: embedder.to_owned(), entries };
@@ -513,7 +514,7 @@ mod tests {
     #[test]
     fn resolve_checks_scope_threshold_liveness_and_guard() {
         let s = SemanticStore::new(SemanticConfig::default());
-        let id = s.insert(7, "turn on the kitchen lights".into(), vec![1.0, 0.0], entry("done", 0.01, 100.0), 0.0).unwrap();
+        let id = s.insert(7, "turn on the kitchen lights", vec![1.0, 0.0], entry("done", 0.01, 100.0), 0.0).unwrap();
         let q_same = Signature::of("please turn on the kitchen lights");
         let q_off = Signature::of("turn off the kitchen lights");
         assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id);
@@ -522,7 +523,7 @@ mod tests {
         assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Guard(_))));
         assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Stale)));
         // A later candidate is served when the best one is refused.
-        let id2 = s.insert(7, "switch on the kitchen lights".into(), vec![0.0, 1.0], entry("ok", 0.01, 100.0), 0.0).unwrap();
+        let id2 = s.insert(7, "switch on the kitchen lights", vec![0.0, 1.0], entry("ok", 0.01, 100.0), 0.0).unwrap();
         assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id2);
         // Expired: refused and removed, and the index is told.
         assert!(s.resolve(7, &q_same, &[(id, 0.99)], &[0.9; N_CATEGORIES], 200.0).is_err());
@@ -542,8 +543,8 @@ mod tests {
     #[test]
     fn rescore_uses_the_entries_exact_vectors() {
         let s = SemanticStore::new(SemanticConfig::default());
-        let a = s.insert(1, "a".into(), vec![0.6, 0.8], entry("a", 0.01, 100.0), 0.0).unwrap();
-        let b = s.insert(1, "b".into(), vec![1.0, 0.0], entry("b", 0.01, 100.0), 0.0).unwrap();
+        let a = s.insert(1, "a", vec![0.6, 0.8], entry("a", 0.01, 100.0), 0.0).unwrap();
+        let b = s.insert(1, "b", vec![1.0, 0.0], entry("b", 0.01, 100.0), 0.0).unwrap();
         // Approximate scores (as a compressed index returns them), in the wrong order, and a stale id.
         let mut c = vec![(a, 0.999), (999, 0.7), (b, 0.5)];
         s.rescore(&[1.0, 0.0], &mut c);
@@ -555,10 +556,10 @@ mod tests {
         // Large enough that every shard holds many entries (eviction samples within one shard).
         let s = SemanticStore::new(SemanticConfig { max_entries: 3_200, max_bytes: usize::MAX });
         let q = Signature::of("what are the opening hours");
-        let kept = s.insert(1, "what are the opening hours".into(), vec![0.0; 4], entry("9-5", 0.001, 1e9), 0.0).unwrap();
+        let kept = s.insert(1, "what are the opening hours", vec![0.0; 4], entry("9-5", 0.001, 1e9), 0.0).unwrap();
         // An answer worth 4x a one-off but never used again must age out under a long flood,
         // while a cheap one that keeps being hit stays.
-        let stale = s.insert(2, "old expensive question".into(), vec![0.0; 4], entry("x", 0.004, 1e9), 0.0).unwrap();
+        let stale = s.insert(2, "old expensive question", vec![0.0; 4], entry("x", 0.004, 1e9), 0.0).unwrap();
         for i in 0..40_000u64 {
             s.insert(3, format!("one-off {i}"), vec![0.0; 4], entry("y", 0.001, 1e9), 0.0);
             if i % 100 == 0 {
@@ -655,7 +656,7 @@ mod tests {
                     let mut mine = Vec::new();
                     for i in 0..2_000u64 {
                         if i % 2 == 0 {
-                            if let Some(id) = s.insert(t, "what is the status of my order".into(), vec![0.0; 8], entry(&format!("{t}"), 0.001, 1e9), 0.0) {
+                            if let Some(id) = s.insert(t, "what is the status of my order", vec![0.0; 8], entry(&format!("{t}"), 0.001, 1e9), 0.0) {
                                 mine.push(id);
                             }
                         } else if let Some(&id) = mine.last() {

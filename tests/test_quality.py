@@ -275,10 +275,57 @@ def test_eval_on_routerbench_beats_the_single_model_hull(tmp_path: Path) -> None
     m = rep["metrics"]
     assert rep["prompts"] > 2000 and len(rep["models"]) == 11
     assert m["aiq"] > m["aiq_single_hull"], m
+    assert any("ex-ante costs" in note for note in rep["notes"]), rep["notes"]
     assert m["oracle_quality"] > m["best_single_quality"]
     assert (tmp_path / "curve.png").stat().st_size > 10_000
     rows = (tmp_path / "table.csv").read_text().splitlines()
     assert rows[0].startswith("curve,knob,quality,cost_usd") and len(rows) > 100
+
+
+def test_eval_routes_on_costs_known_before_the_call() -> None:
+    """A model whose failures cost more (it rambles): choosing on realized costs would steer away
+    from exactly its failures. The default evaluation chooses on ex-ante costs, so its curve
+    cannot see them, and it is charged what the calls really cost."""
+    import numpy as np
+
+    from routerx.quality.data import OutcomeSet
+    from routerx.quality.evaluate import cross_val_cost, evaluate_predictions
+
+    rng = np.random.default_rng(0)
+    n = 400
+    ok = rng.random(n) < 0.6
+    q = np.column_stack([ok, np.ones(n)]).astype(float)
+
+    def outcomes(tokens: Any) -> Any:
+        # Cheap model: 1e-6/token, 4x when it fails (a long wrong answer); strong one: 1e-5/token.
+        cost = np.column_stack([1e-6 * tokens * np.where(ok, 1.0, 4.0), 1e-5 * tokens])
+        return OutcomeSet([f"p{i}" for i in range(n)], ["cheap", "strong"], q, cost, ["g"] * n, "synthetic")
+
+    # The estimate is a line in the prompt's tokens, fitted out of fold: exact where the price
+    # is, and blind to how each answer went.
+    tokens = rng.integers(10, 200, n)
+    varied = outcomes(tokens)
+    est = cross_val_cost(varied, tokens, 5, 0)
+    assert est.shape == (n, 2) and (est >= 0).all()
+    assert np.allclose(est[:, 1], varied.cost[:, 1], rtol=1e-6)
+    assert np.corrcoef(est[:, 0], tokens)[0, 1] > 0.99
+    # Prompts of one length: nothing known before the call tells them apart.
+    data = outcomes(np.full(n, 100))
+    est = cross_val_cost(data, np.full(n, 100), 5, 0)
+    p = np.full((n, 2), [0.6, 1.0])  # predictions that know nothing of the prompt
+    honest = evaluate_predictions(data, p, choice_cost=est)
+    leaky = evaluate_predictions(data, p)
+    # Uninformed predictions give nothing above mixing the two models...
+    assert honest.metrics["aiq"] <= honest.metrics["aiq_single_hull"] + 1e-9
+    # ...while realized costs let the router dodge the cheap model's failures.
+    assert leaky.metrics["aiq"] > honest.metrics["aiq"] + 0.03
+    # Every point is charged what its calls cost.
+    for pt in honest.router:
+        assert data.cost[:, 0].mean() - 1e-12 <= pt.cost <= data.cost[:, 1].mean() + 1e-12
+    with pytest.raises(ConfigError, match="shape"):
+        evaluate_predictions(data, p, choice_cost=est[:10])
+    with pytest.raises(ConfigError, match="token counts"):
+        cross_val_cost(data, tokens[:5])
 
 
 def test_eval_two_model_metrics(tmp_path: Path) -> None:

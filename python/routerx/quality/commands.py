@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
-from .data import NAMED, ColumnMap, OutcomeSet, load, load_named
-from .evaluate import RULES, Report, cross_val_predict, evaluate_predictions
+from .data import NAMED, ColumnMap, OutcomeSet, load, load_named, prompt_tokens
+from .evaluate import RULES, Report, cross_val_cost, cross_val_predict, evaluate_predictions
 from .model import DEFAULT_EMBEDDER, DEFAULT_L2, DEFAULT_TAIL_CHARS, EMBEDDERS, atomic_write, embed_prompts, save_artefact, train
 
 __all__ = ["add_data_arguments", "add_parsers", "cmd_train", "cmd_eval", "load_data", "write_report"]
@@ -46,6 +46,7 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--l2", type=float, default=DEFAULT_L2, help="for cross-validation")
     e.add_argument("--tail-chars", type=int, default=DEFAULT_TAIL_CHARS, help="for cross-validation")
     e.add_argument("--rule", choices=RULES, default="wtp", help="the knob swept: willingness to pay (default) or quality target")
+    e.add_argument("--cost-basis", choices=("estimated", "realized"), default="estimated", help="what the router chooses on: ex-ante costs, per model a line in prompt tokens fitted on the other folds (default), or each call's realized cost, which leaks the outcome (for comparison); it is always charged the realized cost")
     e.add_argument("--out-dir", help="write curve.png, table.csv and report.json here")
     e.add_argument("--json", action="store_true")
 
@@ -135,7 +136,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         x, _ = embed_prompts(data.prompts, args.embedder, args.tail_chars)
         p = cross_val_predict(data, x, args.folds, args.seed, args.l2)
         how = f"{args.folds}-fold cross-validation (seed {args.seed}, embedder {args.embedder}, l2 {args.l2})"
-    rep = evaluate_predictions(data, p, rule=args.rule)
+    if args.cost_basis == "estimated":
+        choice = cross_val_cost(data, prompt_tokens(data.prompts), args.folds, args.seed)
+        notes.append(f"the router chooses on ex-ante costs ({min(args.folds, len(data))}-fold, a line in prompt tokens per model) and is charged realized ones")
+    else:
+        choice = None
+        notes.append("the router chooses on each call's realized cost (leaks the outcome)")
+    rep = evaluate_predictions(data, p, rule=args.rule, choice_cost=choice)
     rep.notes = [how, *notes]
     files = write_report(rep, Path(args.out_dir)) if args.out_dir else []
     if args.json:

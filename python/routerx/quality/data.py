@@ -253,7 +253,7 @@ def _cost(v: Any, where: str, default: Optional[float]) -> float:
     return x
 
 
-def _tokens(texts: Iterable[str]) -> List[int]:
+def prompt_tokens(texts: Iterable[str]) -> List[int]:
     from ..router import Router
 
     r = Router(db=None)
@@ -336,5 +336,5 @@ def _contaminated(path: Path) -> set[str]:
 
 def _list_price_costs(prompts: Sequence[str], models: Sequence[str]) -> Any:
     np = _np()
-    toks = np.array(_tokens(prompts), dtype=np.float64) + ROUTELLM_OUTPUT_TOKENS
+    toks = np.array(prompt_tokens(prompts), dtype=np.float64) + ROUTELLM_OUTPUT_TOKENS
     return np.stack([toks * ROUTELLM_PRICES[m] / 1e6 for m in models], axis=1)

@@ -17,6 +17,12 @@ Metrics, as their authors define them:
   reachable — over the cost range of the single models, divided by that range. The same number for
   the single models' points is the "single-model hull" a router must beat. Cost to reach the best
   single model's quality is read off the sweep's actual points, not the envelope.
+
+The router chooses on what it could know before the call: an ex-ante cost per (prompt, model), by
+default :func:`cross_val_cost` (per model, a line in the prompt's tokens fitted on the other folds —
+what a catalog price × tokens plus a typical answer length gives), and is charged the call's
+realized cost. Choosing on the realized cost would leak the outcome: a model that rambles through
+a wrong answer costs more, so the router would avoid exactly the calls that fail.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "concave_envelope", "area"]
+__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "concave_envelope", "area"]
 
 
 @dataclass
@@ -81,18 +87,20 @@ def choose_value(p: Any, cost: Any, wtp: float) -> Any:
 RULES = ("wtp", "target")
 
 
-def sweep(p: Any, q: Any, c: Any, steps: int = 201, rule: str = "wtp") -> List[Point]:
+def sweep(p: Any, q: Any, c: Any, steps: int = 201, rule: str = "wtp", choice_cost: Any = None) -> List[Point]:
     """The router's points along its knob: willingness to pay from 0 to far beyond every price
-    difference, or quality targets spread by the quantiles of p̂ (so each step moves calls)."""
+    difference, or quality targets spread by the quantiles of p̂ (so each step moves calls).
+    The router chooses on ``choice_cost`` (default: ``c``) and is charged ``c``."""
     np = _np()
+    e = c if choice_cost is None else choice_cost
     if rule == "wtp":
-        scale = float(c.mean(axis=0).max()) or 1.0
+        scale = float(e.mean(axis=0).max()) or 1.0
         knobs = np.concatenate([[0.0], scale * np.geomspace(1e-3, 1e5, steps)])
-        return [_point(k, choose_value(p, c, k), q, c) for k in knobs]
+        return [_point(k, choose_value(p, e, k), q, c) for k in knobs]
     if rule == "target":
         qs = np.unique(np.quantile(p, np.linspace(0, 1, steps)))
         targets = np.concatenate([[0.0], qs, [1.0 + 1e-9]])
-        return [_point(t, choose(p, c, t), q, c) for t in targets]
+        return [_point(t, choose(p, e, t), q, c) for t in targets]
     raise ConfigError(f"unknown rule {rule!r} (one of {', '.join(RULES)})", field="rule")
 
 
@@ -151,14 +159,18 @@ def _interp_share(points: List[Point], strong: int, xs: Any) -> Any:
     return np.interp(xs, ux, uy)
 
 
-def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str = "wtp") -> Report:
-    """Sweeps the knob over out-of-sample predictions ``p`` (n, m) for ``data``."""
+def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str = "wtp", choice_cost: Any = None) -> Report:
+    """Sweeps the knob over out-of-sample predictions ``p`` (n, m) for ``data``. The router
+    chooses on ``choice_cost`` (n, m), ex-ante costs such as :func:`cross_val_cost`'s (None: the
+    realized costs, which leak the outcome), and is charged the realized ones."""
     np = _np()
     if not data.complete():
         raise ConfigError(f"{data.source}: evaluation needs every model's outcome on every prompt", file=data.source)
     q, c = data.quality, data.cost
     n, m = q.shape
-    router = sweep(p, q, c, steps, rule)
+    if choice_cost is not None and np.shape(choice_cost) != (n, m):
+        raise ConfigError(f"choice costs have shape {np.shape(choice_cost)}, the data ({n}, {m})", field="choice_cost")
+    router = sweep(p, q, c, steps, rule, choice_cost)
     singles = [_point(j, np.full(n, j), q, c) for j in range(m)]
     # Oracle: per prompt the best quality, and the cheapest model that reaches it.
     best = q.max(axis=1, keepdims=True)
@@ -211,6 +223,27 @@ def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: O
         w, b = fit(x[train], data.quality[train], DEFAULT_L2 if l2 is None else l2)
         p[test] = predict(x[test], w, b)
     return p
+
+
+def cross_val_cost(data: OutcomeSet, tokens: Sequence[int], k: int = 5, seed: int = 0) -> Any:
+    """Out-of-fold ex-ante cost (n, m) of each (prompt, model): per model, a + b × the prompt's
+    ``tokens``, fitted by least squares on the other folds' realized costs (the folds of
+    :func:`cross_val_predict` for the same seed). That is what a router knows before the call —
+    the price of the input and of a typical answer — and not how long this answer turned out."""
+    np = _np()
+    n, m = data.cost.shape
+    t = np.asarray(tokens, dtype=np.float64)
+    if t.shape != (n,):
+        raise ConfigError(f"{len(t)} token counts for {n} prompts", field="tokens")
+    out = np.zeros((n, m))
+    parts = folds(n, min(k, n), seed, data.groups) if n >= 2 else [np.arange(n)]
+    for test in parts:
+        train = np.setdiff1d(np.arange(n), test) if n >= 2 else test
+        a = np.column_stack([np.ones(len(train)), t[train]])
+        coef, *_ = np.linalg.lstsq(a, data.cost[train], rcond=None)
+        out[test] = np.column_stack([np.ones(len(test)), t[test]]) @ coef
+    # A line can dip below zero for a prompt shorter than any seen: no call is free of charge.
+    return np.maximum(out, 0.0)
 
 
 def _trapz(np: Any, y: Any, x: Any) -> float:

@@ -345,15 +345,15 @@ def test_exact_hit_fast_path_answers_as_the_general_path(server: RunningServer, 
 
 
 def test_labels_reach_the_ledger_on_every_path(server: RunningServer, client: Client, stub: Any) -> None:
-    """agent and workflow count a request under its labels over the wire as in-process: a miss
-    through the general path and an exact hit through the fast path alike."""
+    """agent, workflow and step count a request under its labels over the wire as in-process: a
+    miss through the general path and an exact hit through the fast path alike."""
     prompt, tenant = "Summarise the release notes of version 4.2 in one line.", "t-labels"
-    d = client.route(prompt, tenant=tenant, agent="writer", workflow="release")
+    d = client.route(prompt, tenant=tenant, agent="writer", workflow="release", step="summary")
     client.record(d, "4.2: faster startup.", 12, 6, 120.0)
-    hit = stub.Route(pb.RouteRequest(prompt=prompt, tenant=tenant, agent="writer", workflow="release"), timeout=5)
+    hit = stub.Route(pb.RouteRequest(prompt=prompt, tenant=tenant, agent="writer", workflow="release", step="summary"), timeout=5)
     assert hit.cache == pb.CACHE_OUTCOME_EXACT
     rows = [r for r in server.service.state.router.ledger() if r["tenant"] == tenant]
-    assert rows and all((r["agent"], r["workflow"]) == ("writer", "release") for r in rows), rows
+    assert rows and all((r["agent"], r["workflow"], r["step"]) == ("writer", "release", "summary") for r in rows), rows
     assert sum(r["calls"] for r in rows) == 1 and sum(r["cache_hits"] for r in rows) == 1, rows
 
 

@@ -89,6 +89,31 @@ def test_route_accepts_and_rejects_as_trained(verifier_file: Path) -> None:
         r.route(OTHER, tenant="v", verifier_threshold=1.5)
 
 
+def test_the_per_request_threshold_crosses_the_wire(verifier_file: Path) -> None:
+    """``verifier_threshold`` over gRPC decides as it does in-process, and a bad one is refused
+    (INVALID_ARGUMENT on the wire) naming it."""
+    from routerx.client import Client
+    from routerx.server import serve
+
+    r = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.5, "verifier": str(verifier_file)}}, db=None)
+    srv = serve(port=0, block=False, workers=2, router=r)
+    try:
+        with Client(srv.target, timeout=10) as c:
+            c.wait_ready(5)
+            d = c.route(STORED, tenant="w")
+            c.record(d, "Settings → Security → Reset password.", 20, 5, 100.0)
+            assert c.route(OTHER, tenant="w").cache == "miss"
+            assert c.route(OTHER, tenant="w", verifier_threshold=1e-6).cache == "semantic"
+            # The in-process exception, as every INVALID_ARGUMENT maps back to.
+            with pytest.raises(routerx.InvalidRequestError, match="verifier_threshold"):
+                c.route(OTHER, tenant="w", verifier_threshold=1.5)
+            with pytest.raises(RouterxError, match="verifier_threshold"):
+                c.route(OTHER, tenant="w", verifier_threshold="high")  # type: ignore[arg-type]
+    finally:
+        srv.stop(0)
+        r.close(snapshot=False)
+
+
 def test_near_misses_stay_refused_with_a_verifier(verifier_file: Path) -> None:
     # A verifier that accepts everything: the near-miss guard still decides.
     r = routerx.Router({"semantic": {"enabled": True, "verifier": str(verifier_file), "verifier_threshold": 1e-6}}, db=None)

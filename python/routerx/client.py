@@ -36,7 +36,7 @@ __all__ = ["Client", "RemoteDecision", "CachedAnswer", "RemoteError", "AccessDen
 MAX_MESSAGE_BYTES = 16 << 20
 _CACHE_NAME = {pb.CACHE_OUTCOME_EXACT: "exact", pb.CACHE_OUTCOME_MISS: "miss", pb.CACHE_OUTCOME_BYPASS: "bypass", pb.CACHE_OUTCOME_SEMANTIC: "semantic"}
 _CONSTRAINT_FIELDS = {"latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "ttl_s", "constraints", "min_similarity", "willingness_to_pay"}
-_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "detect_language", "min_similarity", "willingness_to_pay")
+_ROUTE_OPTIONS = ("tenant", "latency_budget_ms", "max_cost_usd", "min_quality", "models", "strict", "no_cache", "no_store", "ttl_s", "tools", "params", "agent", "workflow", "step", "detect_language", "min_similarity", "verifier_threshold", "willingness_to_pay")
 _ERRORS: Dict[str, Type[InvalidRequestError]] = {c.__name__: c for c in (InvalidRequestError, InvalidConstraintError, UnknownModelError)}
 
 
@@ -229,8 +229,10 @@ def _route_request(
     params: Optional[Mapping[str, Any]] = None,
     agent: Optional[str] = None,
     workflow: Optional[str] = None,
+    step: Optional[str] = None,
     detect_language: bool = False,
     min_similarity: Optional[float] = None,
+    verifier_threshold: Optional[float] = None,
     willingness_to_pay: Optional[float] = None,
 ) -> pb.RouteRequest:
     r = pb.RouteRequest(detect_language=bool(detect_language))
@@ -248,6 +250,10 @@ def _route_request(
             if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)):
                 raise TypeError(f"min_similarity must be a number, got {min_similarity!r}")
             r.cache.min_similarity = min_similarity
+        if verifier_threshold is not None:
+            if isinstance(verifier_threshold, bool) or not isinstance(verifier_threshold, (int, float)):
+                raise TypeError(f"verifier_threshold must be a number, got {verifier_threshold!r}")
+            r.cache.verifier_threshold = verifier_threshold
     except (TypeError, ValueError) as e:
         raise InvalidConstraintError(f"constraints: {e}", "constraints") from None
     r.cache.no_cache, r.cache.no_store = bool(no_cache), bool(no_store)
@@ -257,6 +263,8 @@ def _route_request(
         r.agent = _text(agent, "agent")
     if workflow:
         r.workflow = _text(workflow, "workflow")
+    if step:
+        r.step = _text(step, "step")
     # NaN is sent as the JSON literal so that the server rejects it with the in-process message.
     if tools:
         try:
@@ -404,11 +412,14 @@ class Client:
         params: Optional[Mapping[str, Any]] = None,
         agent: Optional[str] = None,
         workflow: Optional[str] = None,
+        step: Optional[str] = None,
         detect_language: bool = False,
         min_similarity: Optional[float] = None,
+        verifier_threshold: Optional[float] = None,
         willingness_to_pay: Optional[float] = None,
     ) -> RemoteDecision:
-        """As ``Router.route``. ``agent`` and ``workflow`` are labels for the server log.
+        """As ``Router.route``: ``agent``, ``workflow`` and ``step`` count the spend in the
+        server's ledger and select its budgets.
         ``language`` is None unless ``detect_language`` (it costs the server several times the
         routing; in-process it is computed on first access instead)."""
         r = _route_request(
@@ -426,8 +437,10 @@ class Client:
             params=params,
             agent=agent,
             workflow=workflow,
+            step=step,
             detect_language=detect_language,
             min_similarity=min_similarity,
+            verifier_threshold=verifier_threshold,
             willingness_to_pay=willingness_to_pay,
         )
         return RemoteDecision.from_pb(self._call("Route", r))

@@ -290,6 +290,8 @@ def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
             kw["ttl_s"] = cc.ttl_s
         if cc.HasField("min_similarity"):
             kw["min_similarity"] = cc.min_similarity
+        if cc.HasField("verifier_threshold"):
+            kw["verifier_threshold"] = cc.verifier_threshold
     if r.tools_json or r.params_json:
         _extras(r, kw)
     # Accounting and budget labels, as in-process callers pass them (not part of the cache key).
@@ -297,6 +299,8 @@ def route_args(r: pb.RouteRequest) -> Tuple[Any, Dict[str, Any]]:
         kw["agent"] = r.agent
     if r.workflow:
         kw["workflow"] = r.workflow
+    if r.step:
+        kw["step"] = r.step
     return prompt, kw
 
 

@@ -634,7 +634,7 @@ impl PyCore {
             out
         };
         // Labels are accounting, not cache key: a labelled hit is counted under its labels.
-        let req = Request { tenant, messages, agent: r.agent, workflow: r.workflow, ..Default::default() };
+        let req = Request { tenant, messages, agent: r.agent, workflow: r.workflow, step: r.step, ..Default::default() };
         let core = &self.0;
         let c = &constraints.get().0;
         // Invalid requests go the general way, which reports them (and counts them once).

@@ -109,11 +109,13 @@ pub struct CacheControl {
     pub ttl_s: Option<f64>,
     #[prost(float, optional, tag = "4")]
     pub min_similarity: Option<f32>,
+    #[prost(float, optional, tag = "5")]
+    pub verifier_threshold: Option<f32>,
 }
 
 impl CacheControl {
     pub fn is_default(&self) -> bool {
-        !self.no_cache && !self.no_store && self.ttl_s.is_none() && self.min_similarity.is_none()
+        !self.no_cache && !self.no_store && self.ttl_s.is_none() && self.min_similarity.is_none() && self.verifier_threshold.is_none()
     }
 }
 
@@ -141,6 +143,8 @@ pub struct RouteRequest {
     pub params_json: String,
     #[prost(bool, tag = "10")]
     pub detect_language: bool,
+    #[prost(string, tag = "11")]
+    pub step: String,
 }
 
 pub fn cache_outcome(name: &str) -> i32 {

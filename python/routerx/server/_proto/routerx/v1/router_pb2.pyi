@@ -51,19 +51,21 @@ class Constraints(_message.Message):
     def __init__(self, latency_budget_ms: _Optional[float] = ..., max_cost_usd: _Optional[float] = ..., min_quality: _Optional[float] = ..., models: _Optional[_Union[ModelList, _Mapping]] = ..., strict: _Optional[bool] = ..., willingness_to_pay: _Optional[float] = ...) -> None: ...
 
 class CacheControl(_message.Message):
-    __slots__ = ("no_cache", "no_store", "ttl_s", "min_similarity")
+    __slots__ = ("no_cache", "no_store", "ttl_s", "min_similarity", "verifier_threshold")
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     NO_STORE_FIELD_NUMBER: _ClassVar[int]
     TTL_S_FIELD_NUMBER: _ClassVar[int]
     MIN_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     no_cache: bool
     no_store: bool
     ttl_s: float
     min_similarity: float
-    def __init__(self, no_cache: _Optional[bool] = ..., no_store: _Optional[bool] = ..., ttl_s: _Optional[float] = ..., min_similarity: _Optional[float] = ...) -> None: ...
+    verifier_threshold: float
+    def __init__(self, no_cache: _Optional[bool] = ..., no_store: _Optional[bool] = ..., ttl_s: _Optional[float] = ..., min_similarity: _Optional[float] = ..., verifier_threshold: _Optional[float] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "tenant", "agent", "workflow", "constraints", "cache", "tools_json", "params_json", "detect_language")
+    __slots__ = ("prompt", "messages", "tenant", "agent", "workflow", "constraints", "cache", "tools_json", "params_json", "detect_language", "step")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +76,7 @@ class RouteRequest(_message.Message):
     TOOLS_JSON_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     DETECT_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     tenant: str
@@ -84,7 +87,8 @@ class RouteRequest(_message.Message):
     tools_json: str
     params_json: str
     detect_language: bool
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., tenant: _Optional[str] = ..., agent: _Optional[str] = ..., workflow: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., cache: _Optional[_Union[CacheControl, _Mapping]] = ..., tools_json: _Optional[str] = ..., params_json: _Optional[str] = ..., detect_language: _Optional[bool] = ...) -> None: ...
+    step: str
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., tenant: _Optional[str] = ..., agent: _Optional[str] = ..., workflow: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., cache: _Optional[_Union[CacheControl, _Mapping]] = ..., tools_json: _Optional[str] = ..., params_json: _Optional[str] = ..., detect_language: _Optional[bool] = ..., step: _Optional[str] = ...) -> None: ...
 
 class RouteBatchRequest(_message.Message):
     __slots__ = ("requests",)

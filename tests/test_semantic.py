@@ -84,6 +84,7 @@ def test_scope_tenant_system_prompt_turns_and_models(router: routerx.Router) -> 
         ("Summarize report_2023.pdf", "Summarize report_2024.pdf"),
         ("Should I run git push --force here?", "Should I run git push --dry-run here?"),
         ("How do I enable two-factor authentication?", "How do I disable two-factor authentication?"),
+        ("What is the best PDF to HTML converter?", "What is the best HTML to PDF converter?"),
     ],
 )
 def test_near_misses_are_never_served(router: routerx.Router, stored: str, asked: str) -> None:

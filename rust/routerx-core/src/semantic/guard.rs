@@ -4,7 +4,8 @@
 //! primes" next to "the first 20 primes". Before a candidate found by cosine similarity is served,
 //! the guard compares the facts of the two query texts that embeddings blur and that change the
 //! answer: negation, antonyms and other mutually exclusive terms (languages, units, weekdays, …),
-//! numbers, identifiers (file names, codes, URLs, quoted strings, names) and command-line flags.
+//! numbers, identifiers (file names, codes, URLs, quoted strings, names), command-line flags, and
+//! the direction of a relation ("kilometers to miles" / "miles to kilometers").
 //!
 //! Errors are deliberately lopsided: a false rejection costs one model call, a false acceptance
 //! serves a wrong answer. Paraphrases (word order, case, punctuation, contractions, digits vs
@@ -38,6 +39,9 @@ pub enum Mismatch {
     Identifier(String),
     /// The command-line flags only one side has, e.g. "--force vs --dry-run".
     Flag(String),
+    /// The same two terms on either side of a directional word, in opposite orders, e.g.
+    /// "pdf to html vs html to pdf" (query's first).
+    Order(String),
 }
 
 impl Mismatch {
@@ -48,6 +52,7 @@ impl Mismatch {
             Mismatch::Number(_) => "number",
             Mismatch::Identifier(_) => "identifier",
             Mismatch::Flag(_) => "flag",
+            Mismatch::Order(_) => "order",
         }
     }
 }
@@ -60,6 +65,7 @@ impl fmt::Display for Mismatch {
             Mismatch::Number(n) => write!(f, "numbers differ: {n}"),
             Mismatch::Identifier(s) => write!(f, "identifiers differ: {s}"),
             Mismatch::Flag(s) => write!(f, "flags differ: {s}"),
+            Mismatch::Order(s) => write!(f, "direction reversed: {s}"),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Signature {
     prefixed: Vec<Prefixed>,
     idents: Vec<Ident>,
     flags: Vec<Box<str>>,
+    /// (left, directional word, right) triples such as "kilometers to miles", sorted by key.
+    directed: Vec<Directed>,
     /// Hashes of every normalised token and identifier part: "does the other text say this?".
     words: Vec<u64>,
     /// `words` without stopwords, for the Jaccard feature.
@@ -116,6 +124,29 @@ struct Prefixed {
     stem: u64,
     prefix_len: u8,
 }
+
+/// The content words nearest before and after a directional word, at most [`DIRECTED_SPAN`]
+/// tokens from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Directed {
+    /// (index in [`DIRECTIONAL`], left hash, right hash).
+    key: (u8, u64, u64),
+    /// "left word right", for the message.
+    text: Box<str>,
+}
+
+impl Directed {
+    fn reversed(&self) -> (u8, u64, u64) {
+        (self.key.0, self.key.2, self.key.1)
+    }
+}
+
+/// Words that give a relation its direction: "X to Y" and "Y to X" ask different things
+/// (convert, translate, port, ship, drive), and so do "X than Y", "X after Y", "X over Y".
+/// Symmetric words ("or", "and", "vs") are not among them.
+const DIRECTIONAL: &[&str] = &["to", "into", "from", "than", "after", "before", "over"];
+/// Tokens a directional word may stand from the content words it joins ("from *the* USA").
+const DIRECTED_SPAN: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Ident {
@@ -285,6 +316,8 @@ impl Signature {
             + self.idents.iter().map(|i| i.text.len() + 8 * i.parts.len()).sum::<usize>()
             + self.flags.capacity() * size_of::<Box<str>>()
             + self.flags.iter().map(|f| f.len()).sum::<usize>()
+            + self.directed.capacity() * size_of::<Directed>()
+            + self.directed.iter().map(|d| d.text.len()).sum::<usize>()
             + 8 * (self.words.capacity() + self.content.capacity() + self.prefix.capacity())
     }
 }
@@ -299,7 +332,8 @@ pub fn check(query: &Signature, cached: &Signature) -> Result<(), Mismatch> {
     check_prefixed(query, cached)?;
     check_numbers(query, cached)?;
     check_idents(query, cached)?;
-    check_flags(query, cached)
+    check_flags(query, cached)?;
+    check_directed(query, cached)
 }
 
 /// Convenience: `check(&Signature::of(a), &Signature::of(b))`.
@@ -609,6 +643,22 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     Err(Mismatch::Identifier(msg))
 }
 
+/// One text relates two terms one way ("kilometers to miles"), the other the other way, and
+/// neither says both.
+fn check_directed(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
+    fn find(s: &Signature, key: (u8, u64, u64)) -> Option<&Directed> {
+        s.directed.binary_search_by(|d| d.key.cmp(&key)).ok().map(|i| &s.directed[i])
+    }
+    for d in &q.directed {
+        if let Some(other) = find(c, d.reversed()) {
+            if find(c, d.key).is_none() && find(q, d.reversed()).is_none() {
+                return Err(Mismatch::Order(format!("{} vs {}", d.text, other.text)));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_flags(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     let (xq, xc) = diff(&q.flags, &c.flags, |f| &**f);
     if xq.is_empty() && xc.is_empty() {
@@ -896,6 +946,12 @@ struct Builder {
     idents: Vec<Ident>,
     ident_kinds: Vec<IdentKind>,
     flags: Vec<Box<str>>,
+    directed: Vec<Directed>,
+    /// The last content token (index, hash) and its text, which a directional word joins.
+    last_content: Option<(u32, u64)>,
+    last_content_text: String,
+    /// A directional word seen after a content word: (which, left hash, its index).
+    open_direction: Option<(u8, u64, u32)>,
     words: Vec<u64>,
     content: Vec<u64>,
     prefix: Vec<u64>,
@@ -930,6 +986,10 @@ impl Builder {
             idents: Vec::new(),
             ident_kinds: Vec::new(),
             flags: Vec::new(),
+            directed: Vec::new(),
+            last_content: None,
+            last_content_text: String::new(),
+            open_direction: None,
             words: s.words,
             content: s.content,
             prefix: s.prefix,
@@ -1366,6 +1426,7 @@ impl Builder {
     }
 
     fn note_hashed(&mut self, norm: &str, h: u64, stop: bool) {
+        self.direction(norm, h, stop);
         self.words.push(h);
         if !stop {
             self.content.push(h);
@@ -1392,6 +1453,32 @@ impl Builder {
             }
             q.tokens = q.tokens.saturating_add(1);
         }
+    }
+
+    /// Joins the content words on either side of a directional word into a [`Directed`].
+    fn direction(&mut self, norm: &str, h: u64, stop: bool) {
+        let at = self.tokens;
+        if norm.len() <= 6 {
+            if let Some(w) = DIRECTIONAL.iter().position(|&d| d == norm) {
+                self.open_direction = match self.last_content {
+                    Some((i, left)) if at - i <= DIRECTED_SPAN => Some((w as u8, left, at)),
+                    _ => None,
+                };
+                return;
+            }
+        }
+        if stop {
+            return;
+        }
+        if let Some((w, left, i)) = self.open_direction.take() {
+            if at - i <= DIRECTED_SPAN && left != h {
+                let text = format!("{} {} {}", self.last_content_text, DIRECTIONAL[w as usize], norm);
+                self.directed.push(Directed { key: (w, left, h), text: text.into_boxed_str() });
+            }
+        }
+        self.last_content = Some((at, h));
+        self.last_content_text.clear();
+        self.last_content_text.push_str(norm);
     }
 
     fn push_ident(&mut self, text: String, parts: Vec<u64>, coverable: bool, kind: IdentKind) {
@@ -1532,6 +1619,9 @@ impl Builder {
         let mut num_pairs = self.num_pairs;
         num_pairs.sort_unstable();
         num_pairs.dedup();
+        let mut directed = self.directed;
+        directed.sort_by_key(|d| d.key);
+        directed.dedup_by_key(|d| d.key);
         self.words.sort_unstable();
         self.words.dedup();
         self.content.sort_unstable();
@@ -1543,6 +1633,7 @@ impl Builder {
         trim(&mut prefixed);
         trim(&mut idents);
         trim(&mut flags);
+        trim(&mut directed);
         let sig = Signature {
             tokens: self.tokens,
             negations: self.negations,
@@ -1552,6 +1643,7 @@ impl Builder {
             prefixed,
             idents,
             flags,
+            directed,
             words: self.words.to_vec(),
             content: self.content.to_vec(),
             prefix: self.prefix.to_vec(),
@@ -2574,6 +2666,16 @@ mod tests {
             "Fix this code:\n```python\ndef f(x): return x + 1\n```",
             "Fix this code:\n```python\ndef f(x): return x + 2\n```",
         ),
+        // Direction (real non-duplicate pairs of Quora questions, and their kind).
+        ("How do you convert kilometers to miles?", "How do I convert miles to kilometers?"),
+        ("What is the best PDF to HTML converter?", "What is the best HTML to PDF converter tool?"),
+        ("How safe is it to drive from Texas to California?", "Is it safe to drive from California to Texas?"),
+        ("What great software projects have been ported from .NET to Java?", "What great software projects have been ported from Java to .NET?"),
+        ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
+        ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
+        ("Do you believe there is life after death?", "Do you believe there is death after life?"),
+        ("Should I choose Python over Java?", "Should I choose Java over Python?"),
+        ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
     ];
 
     /// Paraphrases and equivalent requests: each pair must pass.
@@ -2724,6 +2826,7 @@ mod tests {
             ("first 3 primes", "first 4 primes", "number"),
             ("Summarize report.pdf", "Summarize report.docx", "identifier"),
             ("git push --force", "git push --dry-run", "flag"),
+            ("best pdf to html converter", "best html to pdf converter", "order"),
         ];
         for &(a, b, kind) in cases {
             let m = compatible(a, b).unwrap_err();

@@ -2028,6 +2028,7 @@ const GROUPS: &[&[&str]] = &[
     &["arrive*|arrival", "depart*|departure"],
     &["enter*", "exit*"],
     &["lend*|lent", "borrow*"],
+    &["give|gives|gave|given|giving", "receive*"],
     &["attack*|offense|offensive", "defend*|defense|defence|defensive"],
     &["love*", "hate*"],
     &["merge*", "rebase*"],
@@ -2672,6 +2673,8 @@ mod tests {
         ("How safe is it to drive from Texas to California?", "Is it safe to drive from California to Texas?"),
         ("What great software projects have been ported from .NET to Java?", "What great software projects have been ported from Java to .NET?"),
         ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
+        // Giving and receiving (also Quora's).
+        ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
         ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
         ("Do you believe there is life after death?", "Do you believe there is death after life?"),
         ("Should I choose Python over Java?", "Should I choose Java over Python?"),

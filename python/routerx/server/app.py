@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import signal
 import threading
 from concurrent import futures
-from types import FrameType
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -185,62 +185,68 @@ def serve(
             p.shutdown(wait=False)
         service.close()
         raise
-    server.start()
-    for name in ("", SERVICE_NAME):
-        hs.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server, bound, host, service, hs, pools)
-    if metrics_port is not None:
-        from ..metrics import start_metrics_server
+    # With block, SIGTERM/SIGINT are caught from before the port opens: a signal that arrives
+    # while the server finishes starting drains it like any other, instead of killing it.
+    with _signal_flags(block) as signals:
+        server.start()
+        for name in ("", SERVICE_NAME):
+            hs.set(name, health_pb2.HealthCheckResponse.SERVING)
+        running = RunningServer(server, bound, host, service, hs, pools)
+        if metrics_port is not None:
+            from ..metrics import start_metrics_server
 
-        try:
-            running.metrics = start_metrics_server(lambda: service.router, host, metrics_port)
-        except OSError:
-            running.stop(0)
-            raise
-        log.info("metrics on %s/metrics", running.metrics.url)
-    keys = service.state.settings.api_keys
-    log.info(
-        "routerx gRPC server listening on %s:%d (workers=%d, max_concurrent_rpcs=%d, classifier=%s, auth=%s%s, pid=%d)",
-        _host(host), bound, workers, limit, router.stats()["classifier"],
-        f"{len(keys)} API keys" if keys else "off", ", SO_REUSEPORT" if reuse_port else "", os.getpid(),
-    )  # fmt: skip
-    if block:
-        # This process is the server's: move everything built so far (modules, the router, the
-        # catalog) out of the cycle collector's reach. Full collections then walk only what
-        # requests create, instead of pausing every call in flight for ~10 ms now and then.
-        gc.collect()
-        gc.freeze()
-        _run_until_signalled(running, grace)
+            try:
+                running.metrics = start_metrics_server(lambda: service.router, host, metrics_port)
+            except OSError:
+                running.stop(0)
+                raise
+            log.info("metrics on %s/metrics", running.metrics.url)
+        keys = service.state.settings.api_keys
+        log.info(
+            "routerx gRPC server listening on %s:%d (workers=%d, max_concurrent_rpcs=%d, classifier=%s, auth=%s%s, pid=%d)",
+            _host(host), bound, workers, limit, router.stats()["classifier"],
+            f"{len(keys)} API keys" if keys else "off", ", SO_REUSEPORT" if reuse_port else "", os.getpid(),
+        )  # fmt: skip
+        if block:
+            # This process is the server's: move everything built so far (modules, the router, the
+            # catalog) out of the cycle collector's reach. Full collections then walk only what
+            # requests create, instead of pausing every call in flight for ~10 ms now and then.
+            gc.collect()
+            gc.freeze()
+            _run_until_signalled(running, grace, signals)
     return running
 
 
-def _run_until_signalled(running: RunningServer, grace: float) -> None:
-    """Waits for SIGTERM/SIGINT, then drains. The handlers only set flags: they run between
+@contextlib.contextmanager
+def _signal_flags(install: bool) -> Iterator[List[int]]:
+    """Records SIGTERM/SIGINT in the list it yields (with ``install``, on the main thread), and
+    puts the previous handlers back on exit. The handlers only append: they run between
     bytecodes of the main thread, where taking a lock could deadlock."""
     signals: List[int] = []
-
-    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
-        signals.append(signum)
-
     previous = {}
-    if threading.current_thread() is threading.main_thread():
+    if install and threading.current_thread() is threading.main_thread():
         for s in (signal.SIGTERM, signal.SIGINT):
-            previous[s] = signal.signal(s, on_signal)
+            previous[s] = signal.signal(s, lambda signum, frame: signals.append(signum))
     try:
-        while not signals and not running.wait(0.25):
-            pass
-        if signals:
-            log.info("signal %s: draining for up to %.1f s", signal.Signals(signals[0]).name, grace)
-        running.health.enter_graceful_shutdown()
-        done = running.server.stop(grace)
-        n = len(signals)
-        while not done.wait(0.1):
-            if len(signals) > n:  # a second signal: do not wait for the grace period
-                log.warning("second signal: stopping now")
-                running.server.stop(0)
-                n = len(signals)
-        running._finished()
-        log.info("routerx gRPC server stopped")
+        yield signals
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _run_until_signalled(running: RunningServer, grace: float, signals: List[int]) -> None:
+    """Waits for a signal in ``signals`` (or a stop from elsewhere), then drains."""
+    while not signals and not running.wait(0.25):
+        pass
+    if signals:
+        log.info("signal %s: draining for up to %.1f s", signal.Signals(signals[0]).name, grace)
+    running.health.enter_graceful_shutdown()
+    done = running.server.stop(grace)
+    n = len(signals)
+    while not done.wait(0.1):
+        if len(signals) > n:  # a second signal: do not wait for the grace period
+            log.warning("second signal: stopping now")
+            running.server.stop(0)
+            n = len(signals)
+    running._finished()
+    log.info("routerx gRPC server stopped")

@@ -268,7 +268,7 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path) -> No
 def test_auc_counts_ordered_pairs() -> None:
     import numpy as np
 
-    from routerx.cross_encoder import _auc
+    from routerx.calibrate import roc_auc as _auc
 
     rng = np.random.default_rng(0)
     s = rng.integers(0, 5, 200).astype(float)  # many ties

@@ -276,6 +276,8 @@ def test_eval_on_routerbench_beats_the_single_model_hull(tmp_path: Path) -> None
     assert rep["prompts"] > 2000 and len(rep["models"]) == 11
     assert m["aiq"] > m["aiq_single_hull"], m
     assert any("ex-ante costs" in note for note in rep["notes"]), rep["notes"]
+    auc = m["prediction_auc"]
+    assert set(auc) == set(rep["models"]) and all(0 <= a["within_group"] <= 1 and a["all"] > 0.5 for a in auc.values()), auc
     assert m["oracle_quality"] > m["best_single_quality"]
     assert (tmp_path / "curve.png").stat().st_size > 10_000
     rows = (tmp_path / "table.csv").read_text().splitlines()
@@ -326,6 +328,32 @@ def test_eval_routes_on_costs_known_before_the_call() -> None:
         evaluate_predictions(data, p, choice_cost=est[:10])
     with pytest.raises(ConfigError, match="token counts"):
         cross_val_cost(data, tokens[:5])
+
+
+def test_prediction_auc_separates_task_knowledge_from_prompt_knowledge() -> None:
+    """A router that knows only each prompt's task ranks well across tasks and not at all within
+    one; one that knows the prompt ranks well within tasks too."""
+    import numpy as np
+
+    from routerx.quality.data import OutcomeSet
+    from routerx.quality.evaluate import prediction_auc
+
+    rng = np.random.default_rng(1)
+    n = 600
+    groups = np.array(["easy", "hard"])[rng.integers(0, 2, n)]
+    right = rng.random(n) < np.where(groups == "easy", 0.9, 0.3)
+    q = np.column_stack([right, np.ones(n)]).astype(float)
+    data = OutcomeSet([f"p{i}" for i in range(n)], ["m", "always"], q, np.ones((n, 2)), list(groups), "synthetic")
+    by_task = np.column_stack([np.where(groups == "easy", 0.9, 0.3), np.ones(n)])
+    a = prediction_auc(data, by_task)
+    assert a is not None and a["m"]["all"] > 0.75 and a["m"]["within_group"] == pytest.approx(0.5)
+    assert math.isnan(a["always"]["all"])  # never wrong: nothing to rank
+    knows = by_task.copy()
+    knows[:, 0] += np.where(right, 0.05, -0.05)
+    b = prediction_auc(data, knows)
+    assert b is not None and b["m"]["within_group"] == pytest.approx(1.0)
+    graded = OutcomeSet(data.prompts, data.models, q * 0.7, data.cost, list(groups), "graded")
+    assert prediction_auc(graded, knows) is None  # judge scores, not right/wrong
 
 
 def test_eval_two_model_metrics(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError
 
-__all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate"]
+__all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate", "roc_auc"]
 
 #: Fewer positives than this in a category: its threshold is not estimated (the global one applies).
 MIN_CATEGORY_POSITIVES = 50
@@ -489,3 +489,17 @@ def train_verifier(
     dim = int(np.asarray(va).shape[1])
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     return as_verifier(model, embedder_id, dim, threshold, public), report
+
+
+def roc_auc(scores: Any, y: Any) -> float:
+    """Area under the ROC curve: the chance a positive (``y == 1``) outscores a negative (ties
+    count half); NaN without both."""
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    pos, neg = s[y == 1], np.sort(s[y == 0])
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + ties / 2).sum() / (len(pos) * len(neg)))

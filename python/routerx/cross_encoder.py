@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _core
+from .calibrate import roc_auc
 from .errors import ConfigError, MissingDependencyError
 
 KIND = "routerx-cross-encoder"
@@ -211,19 +212,6 @@ def _recall_at(scores: Any, y: Any, target: float) -> Tuple[float, float]:
     return float(tp[k] / pos), float(scores[o][k])
 
 
-def _auc(scores: Any, y: Any) -> float:
-    """Area under the ROC curve: the chance a duplicate outscores a non-duplicate (ties half)."""
-    import numpy as np
-
-    s = np.asarray(scores, dtype=np.float64)
-    pos, neg = s[y == 1], np.sort(s[y == 0])
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    below = np.searchsorted(neg, pos, side="left")
-    ties = np.searchsorted(neg, pos, side="right") - below
-    return float((below + ties / 2).sum() / (len(pos) * len(neg)))
-
-
 def train_cross_encoder(
     pairs: Sequence[Any],
     out: "os.PathLike[str] | str",
@@ -397,8 +385,8 @@ def train_cross_encoder(
         # of the scores alone.
         "test_balanced_best_at_target": {"recall": _recall_at(gt, yt, target_precision)[0], "recall_without_guard": _recall_at(st, yt, target_precision)[0]},
         "test_balanced_best_at_0.90": {"recall": _recall_at(gt, yt, 0.90)[0], "recall_without_guard": _recall_at(st, yt, 0.90)[0]},
-        "test_auc": _auc(st, yt),
-        "test_auc_uncalibrated": _auc(lt, yt),
+        "test_auc": roc_auc(st, yt),
+        "test_auc_uncalibrated": roc_auc(lt, yt),
         "calibration": calibration,
         "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / pos},
         "train_seconds": round(time.time() - t0, 1),

@@ -200,6 +200,9 @@ def format_report(rep: Report) -> str:
     for frac in (20, 40, 60, 80):
         v = m.get(f"quality_at_{frac}pct_cost")
         lines.append(f"quality at ≤{frac}% of the best model's cost: {'-' if v is None else format(v, '.4f')}")
+    if "prediction_auc" in m:
+        aucs = ", ".join(f"{n.split('/')[-1][:14]} {a['all']:.2f} ({a['within_group']:.2f})" for n, a in m["prediction_auc"].items())
+        lines.append(f"prediction AUC per model, all prompts (within a task): {aucs}")
     if "apgr" in m:
         c50, c80 = m["cpt50"], m["cpt80"]
         lines.append(f"APGR {m['apgr']:.3f} (random {m['random_apgr']:.3f}); CPT(50%) {'-' if c50 is None else format(c50, '.1%')}, CPT(80%) {'-' if c80 is None else format(c80, '.1%')} of calls to {m['strong']}")

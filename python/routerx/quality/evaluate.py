@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "concave_envelope", "area"]
+__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "prediction_auc", "concave_envelope", "area"]
 
 
 @dataclass
@@ -192,6 +192,9 @@ def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str =
         "max_quality": max(pt.quality for pt in router),
         "cost_to_best_single": (min(pt.cost for pt in reach) / singles[top].cost) if reach else None,
     }
+    auc = prediction_auc(data, p)
+    if auc is not None:
+        met["prediction_auc"] = auc
     # Quality the router keeps at fractions of the best model's cost.
     for frac in (0.2, 0.4, 0.6, 0.8):
         under = [pt.quality for pt in router if pt.cost <= frac * singles[top].cost]
@@ -223,6 +226,26 @@ def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: O
         w, b = fit(x[train], data.quality[train], DEFAULT_L2 if l2 is None else l2)
         p[test] = predict(x[test], w, b)
     return p
+
+
+def prediction_auc(data: OutcomeSet, p: Any) -> Optional[Dict[str, Dict[str, float]]]:
+    """Per model, how well p̂ ranks its right answers above its wrong ones (ROC AUC) over all
+    prompts, and within each group (task) on average. The within-group figure is what the router
+    knows about a prompt beyond its task: near 0.5, all it can do is route by task. None unless
+    every outcome is 0 or 1."""
+    np = _np()
+    from ..calibrate import roc_auc
+
+    q = data.quality
+    if not np.isin(q, (0.0, 1.0)).all():
+        return None
+    groups = np.array(data.groups)
+    out: Dict[str, Dict[str, float]] = {}
+    for j, name in enumerate(data.models):
+        within = [roc_auc(p[groups == g, j], q[groups == g, j]) for g in sorted(set(data.groups))]
+        within = [a for a in within if a == a]  # groups where the model is always right or wrong: no ranking
+        out[name] = {"all": roc_auc(p[:, j], q[:, j]), "within_group": float(np.mean(within)) if within else float("nan")}
+    return out
 
 
 def cross_val_cost(data: OutcomeSet, tokens: Sequence[int], k: int = 5, seed: int = 0) -> Any:

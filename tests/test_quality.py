@@ -276,6 +276,7 @@ def test_eval_on_routerbench_beats_the_single_model_hull(tmp_path: Path) -> None
     assert rep["prompts"] > 2000 and len(rep["models"]) == 11
     assert m["aiq"] > m["aiq_single_hull"], m
     assert any("ex-ante costs" in note for note in rep["notes"]), rep["notes"]
+    assert 0.5 < m["by_group_bound_at_40pct_cost"] <= m["oracle_quality"], m
     auc = m["prediction_auc"]
     assert set(auc) == set(rep["models"]) and all(0 <= a["within_group"] <= 1 and a["all"] > 0.5 for a in auc.values()), auc
     assert m["oracle_quality"] > m["best_single_quality"]
@@ -354,6 +355,24 @@ def test_prediction_auc_separates_task_knowledge_from_prompt_knowledge() -> None
     assert b is not None and b["m"]["within_group"] == pytest.approx(1.0)
     graded = OutcomeSet(data.prompts, data.models, q * 0.7, data.cost, list(groups), "graded")
     assert prediction_auc(graded, knows) is None  # judge scores, not right/wrong
+
+
+def test_by_group_bound_spends_on_the_group_that_gains_most() -> None:
+    import numpy as np
+
+    from routerx.quality.data import OutcomeSet
+    from routerx.quality.evaluate import by_group_quality
+
+    n = 100
+    groups = ["easy", "hard"] * (n // 2)
+    cheap = np.where(np.array(groups) == "easy", 0.9, 0.3)
+    q = np.column_stack([cheap, np.ones(n)])
+    data = OutcomeSet([f"p{i}" for i in range(n)], ["cheap", "strong"], q, np.tile([1.0, 10.0], (n, 1)), groups, "synthetic")
+    assert by_group_quality(data, 1.0) == pytest.approx(0.6)
+    # 4.5 more per prompt: all the hard half to the strong model (gains 0.7 there, 0.1 on the easy half).
+    assert by_group_quality(data, 5.5) == pytest.approx(0.95)
+    assert by_group_quality(data, 100.0) == pytest.approx(1.0)
+    assert math.isnan(by_group_quality(data, 0.5))
 
 
 def test_eval_two_model_metrics(tmp_path: Path) -> None:

@@ -199,7 +199,9 @@ def format_report(rep: Report) -> str:
     lines.append(f"AIQ {m['aiq']:.4f} vs single-model hull {m['aiq_single_hull']:.4f} (random mixing of single models)")
     for frac in (20, 40, 60, 80):
         v = m.get(f"quality_at_{frac}pct_cost")
-        lines.append(f"quality at ≤{frac}% of the best model's cost: {'-' if v is None else format(v, '.4f')}")
+        bound = m.get(f"by_group_bound_at_{frac}pct_cost")
+        tail = "" if bound is None else f" (routing by task alone, in-sample bound: {bound:.4f})"
+        lines.append(f"quality at ≤{frac}% of the best model's cost: {'-' if v is None else format(v, '.4f')}{tail}")
     if "prediction_auc" in m:
         aucs = ", ".join(f"{n.split('/')[-1][:14]} {a['all']:.2f} ({a['within_group']:.2f})" for n, a in m["prediction_auc"].items())
         lines.append(f"prediction AUC per model, all prompts (within a task): {aucs}")

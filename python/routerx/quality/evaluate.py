@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "prediction_auc", "concave_envelope", "area"]
+__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "prediction_auc", "by_group_quality", "concave_envelope", "area"]
 
 
 @dataclass
@@ -138,6 +138,36 @@ def concave_envelope(points: Sequence[Tuple[float, float]]) -> List[Tuple[float,
     return hull
 
 
+def by_group_quality(data: OutcomeSet, budget: float) -> float:
+    """Best mean quality a router that knows each prompt's group (task) and nothing else can
+    reach at mean cost ``budget``: per group, the concave envelope of the models' (mean cost, mean
+    quality), the budget spent on the steepest envelope segments first (mixing at random within a
+    group). In-sample and fractional, so an upper bound on routing by task alone."""
+    np = _np()
+    q, c = data.quality, data.cost
+    groups = np.array(data.groups)
+    n = len(groups)
+    spent = got = 0.0
+    steps: List[Tuple[float, float, float]] = []  # (slope, extra cost, extra quality), weighted by share
+    for g in sorted(set(data.groups)):
+        m = groups == g
+        w = m.sum() / n
+        hull = concave_envelope([(float(c[m, j].mean()), float(q[m, j].mean())) for j in range(q.shape[1])])
+        spent += w * hull[0][0]
+        got += w * hull[0][1]
+        steps += [((y1 - y0) / (x1 - x0), w * (x1 - x0), w * (y1 - y0)) for (x0, y0), (x1, y1) in zip(hull, hull[1:])]
+    left = budget - spent
+    if left < 0:
+        return float("nan")  # below the cheapest model of every group
+    for _, dc, dq in sorted(steps, reverse=True):
+        take = min(1.0, left / dc)
+        got += take * dq
+        left -= take * dc
+        if left <= 0:
+            break
+    return got
+
+
 def area(hull: Sequence[Tuple[float, float]], lo: float, hi: float) -> float:
     """Mean of the envelope over [lo, hi]: flat after its last point, 0 before its first."""
     np = _np()
@@ -199,6 +229,8 @@ def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str =
     for frac in (0.2, 0.4, 0.6, 0.8):
         under = [pt.quality for pt in router if pt.cost <= frac * singles[top].cost]
         met[f"quality_at_{int(frac * 100)}pct_cost"] = max(under) if under else None
+        if len(set(data.groups)) > 1:
+            met[f"by_group_bound_at_{int(frac * 100)}pct_cost"] = by_group_quality(data, frac * singles[top].cost)
     if m == 2:
         strong = top
         weak = 1 - strong

@@ -410,6 +410,36 @@ def test_served_learned_router_matches_in_process(artefact: Path, tmp_path: Path
                 c.record(c.route(chat_prompt(4), models=PAIR, no_cache=True), "x", 1, 1, 1.0, outcome=3.0)
             with pytest.raises(InvalidConstraintError, match="willingness_to_pay"):
                 c.route("hi", willingness_to_pay=-1.0)
+            # A label that comes after the Record, as in-process feedback() takes it.
+            e = c.route(chat_prompt(5), models=PAIR, no_cache=True, willingness_to_pay=0.05)
+            c.record(e, "answer", 10, 10, 100.0)
+            assert c.feedback(e, 1.0) is True and c.feedback(e.decision_id, False) is True
+            assert srv.router.stats()["quality"]["labels"] == 3
+            with pytest.raises(InvalidRequestError, match="outcome"):
+                c.feedback(e, 1.5)
+            with pytest.raises(InvalidRequestError, match="outcome"):
+                c.feedback(e, "good")  # type: ignore[arg-type]
+            assert srv.router.stats()["quality"]["labels"] == 3, "a refused label changes nothing"
+            with pytest.raises(routerx.RouterxError, match="decision_id"):
+                c.feedback("0" * 32, 1.0)
+    finally:
+        srv.stop(0)
+
+
+def test_feedback_over_the_wire_on_a_catalog_decision_learns_nothing() -> None:
+    pytest.importorskip("grpc")
+    from routerx.client import Client
+    from routerx.server import serve
+
+    srv = serve({"accounting": {"db": ""}}, port=0, block=False, workers=2)
+    try:
+        with Client(srv.target, timeout=10) as c:
+            c.wait_ready(5)
+            d = c.route("Say hello in French.", no_cache=True)
+            assert c.feedback(d, True) is False  # before its Record: held, but no learned router
+            c.record(d, "Bonjour", 5, 2, 50.0)
+            assert c.feedback(d, True) is False  # after: dropped with the Record, as nothing would learn
+            assert srv.router.stats()["quality"] is None  # no learned router to label
     finally:
         srv.stop(0)
 

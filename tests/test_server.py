@@ -114,7 +114,7 @@ def test_reflection_lists_the_service(channel: Any) -> None:
     db = ProtoReflectionDescriptorDatabase(channel)
     assert {"routerx.v1.Router", "grpc.health.v1.Health"} <= set(db.get_services())
     svc = descriptor_pool.DescriptorPool(db).FindServiceByName("routerx.v1.Router")
-    assert {m.name for m in svc.methods} == {"Route", "RouteBatch", "RouteStream", "Record", "Lookup", "Invalidate", "Stats", "GetCatalog", "ReloadConfig"}
+    assert {m.name for m in svc.methods} == {"Route", "RouteBatch", "RouteStream", "Record", "Feedback", "Lookup", "Invalidate", "Stats", "GetCatalog", "ReloadConfig"}
 
 
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:

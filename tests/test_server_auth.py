@@ -135,6 +135,7 @@ def test_every_routerx_call_needs_a_key_but_health_and_reflection_do_not(server:
         (stub.Route, pb.RouteRequest(prompt="hi")),
         (stub.RouteBatch, pb.RouteBatchRequest(requests=[pb.RouteRequest(prompt="hi")])),
         (stub.Record, pb.RecordRequest(decision_id="0" * 32)),
+        (stub.Feedback, pb.FeedbackRequest(decision_id="0" * 32, outcome=1.0)),
         (stub.Lookup, pb.LookupRequest(prompt="hi")),
         (stub.Invalidate, pb.InvalidateRequest()),
         (stub.Stats, pb.StatsRequest()),
@@ -184,6 +185,11 @@ def test_the_key_decides_the_tenant(a: Client, b: Client, admin: Client) -> None
     denied(a.stats, tenant="globex")
     denied(a.invalidate, "globex")
     denied(a.reload_config)
+    # Another tenant's decision is unknown to a tenant key, for a label as for a Record.
+    theirs = b.route("Which tenant am I?", no_cache=True)
+    with pytest.raises(UnknownDecisionError):
+        a.feedback(theirs.decision_id, 1.0)
+    assert b.feedback(theirs, 1.0) is False  # no learned router here
     assert b.route("Which tenant am I?").tenant == "globex"
     # An admin key names any tenant; without one it gets the router's default.
     assert admin.route("Which tenant am I?", tenant="acme").tenant == "acme"

@@ -560,6 +560,17 @@ class Client:
         m = self._call("Record", r)
         return Recorded(m.cost_usd, m.stored)
 
+    def feedback(self, decision: Union[RemoteDecision, str], outcome: Union[bool, float]) -> bool:
+        """As ``Router.feedback``: a label for the answer behind ``decision`` (a RemoteDecision or
+        its ``decision_id``) given after :meth:`record`. Returns whether the learned router
+        learned from it."""
+        did = decision.decision_id if isinstance(decision, RemoteDecision) else decision
+        if not isinstance(did, str):
+            raise InvalidRequestError("decision: must be a RemoteDecision returned by route() or its decision_id", "decision")
+        if not isinstance(outcome, (bool, int, float)):
+            raise InvalidRequestError(f"outcome: must be True/False or a number in [0, 1], got {outcome!r}", "outcome")
+        return bool(self._call("Feedback", pb.FeedbackRequest(decision_id=did, outcome=float(outcome))).learned)
+
     def stats(self, tenant: Optional[str] = None) -> Dict[str, Any]:
         """As ``Router.stats()``; with ``tenant``, that tenant's counters and entries only (what a
         tenant API key always gets)."""

@@ -223,14 +223,27 @@ class DecisionStore:
             self._d[did] = (h[_DECISION], h[_TENANT], h[_EXPIRES], None, True)
             return h[_DECISION]
 
-    def finish(self, did: str, result: Optional[Recorded]) -> None:
-        """Ends a claim: with the result on success, or ``None`` to make it recordable again."""
+    def finish(self, did: str, result: Optional[Recorded], keep: bool = False) -> None:
+        """Ends a claim: with the result on success, or ``None`` to make it recordable again.
+        Once recorded, the decision is dropped (freeing the Rust object) unless ``keep`` (a
+        later Feedback can still reach it); the result stays either way."""
         with self._lock:
             h = self._d.get(did)
             if h is None:  # evicted meanwhile; the caller still gets its result
                 return
-            # Once recorded, the decision is dropped (freeing the Rust object); only the result stays.
-            self._d[did] = (h[_DECISION], h[_TENANT], h[_EXPIRES], None, False) if result is None else (None, h[_TENANT], h[_EXPIRES], result, False)
+            if result is None:
+                self._d[did] = (h[_DECISION], h[_TENANT], h[_EXPIRES], None, False)
+            else:
+                self._d[did] = (h[_DECISION] if keep else None, h[_TENANT], h[_EXPIRES], result, False)
+
+    def decision(self, did: str, tenant: Optional[str] = None) -> Optional[Any]:
+        """The decision held under ``did`` whether recorded or not (None: recorded and dropped);
+        NOT_FOUND as :meth:`claim` says it."""
+        with self._lock:
+            h = self._d.get(did)
+            if h is None or h[_EXPIRES] <= self._clock() or (tenant is not None and h[_TENANT] != tenant):
+                raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: no decision {did!r} (unknown, expired or evicted)", "decision_id")
+            return h[_DECISION]
 
 
 # -- conversions -----------------------------------------------------------------------------------
@@ -867,7 +880,9 @@ class RouterService:
             # The router that made the decision records it, even after a reload.
             result = st.router.record(d, request.response_text, request.input_tokens, request.output_tokens, request.latency_ms, ok, outcome=outcome)
         finally:
-            self.decisions.finish(did, result)  # on failure the decision stays recordable
+            # On failure the decision stays recordable. One the learned router made is kept
+            # after its Record, for a Feedback that comes later.
+            self.decisions.finish(did, result, keep=d.quality_text is not None)
         c = st.counters.of(d.tenant)
         c.n[tc.RECORDS] += 1
         if d.cache != "exact":
@@ -880,6 +895,25 @@ class RouterService:
             st.entries.stored(d.entry_id, d.tenant)
         call.info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", stored=result.stored, cost_usd=result.cost_usd)
         return pb.RecordResponse(cost_usd=result.cost_usd, stored=result.stored)
+
+    @_rpc
+    def Feedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext, call: Call) -> pb.FeedbackResponse:
+        did = request.decision_id
+        call.info["decision_id"] = did
+        if not did:
+            raise InvalidRequestError("decision_id: is empty; pass the decision_id of a Route answer", "decision_id")
+        held = self.decisions.decision(did, None if call.sees_all() else call.tenant(None))
+        if held is None:
+            # Recorded and dropped: only the learned router's decisions are kept for labels, and
+            # in-process feedback on any other decision learns nothing either.
+            return pb.FeedbackResponse(learned=False)
+        d, gen = held
+        st = self._states.get(gen)
+        if st is None:
+            raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: {did!r} was made before config reloads whose router is gone", "decision_id")
+        learned = st.router.feedback(d, request.outcome)
+        call.info.update(tenant=d.tenant, model=f"{d.model}/{d.tier}", learned=learned)
+        return pb.FeedbackResponse(learned=learned)
 
     # -- the cache ------------------------------------------------------------------------------------
 

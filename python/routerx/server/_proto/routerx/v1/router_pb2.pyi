@@ -208,6 +208,20 @@ class RecordResponse(_message.Message):
     replayed: bool
     def __init__(self, cost_usd: _Optional[float] = ..., stored: _Optional[bool] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
+class FeedbackRequest(_message.Message):
+    __slots__ = ("decision_id", "outcome")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    outcome: float
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[float] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("learned",)
+    LEARNED_FIELD_NUMBER: _ClassVar[int]
+    learned: bool
+    def __init__(self, learned: _Optional[bool] = ...) -> None: ...
+
 class InvalidateRequest(_message.Message):
     __slots__ = ("tenant", "entry_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]

@@ -59,6 +59,11 @@ class RouterStub:
                 request_serializer=routerx_dot_v1_dot_router__pb2.LookupRequest.SerializeToString,
                 response_deserializer=routerx_dot_v1_dot_router__pb2.LookupResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/routerx.v1.Router/Feedback',
+                request_serializer=routerx_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=routerx_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
         self.Invalidate = channel.unary_unary(
                 '/routerx.v1.Router/Invalidate',
                 request_serializer=routerx_dot_v1_dot_router__pb2.InvalidateRequest.SerializeToString,
@@ -115,6 +120,14 @@ class RouterServicer:
 
     def Lookup(self, request, context):
         """The exact cache's answer for a request, without routing it: NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Feedback(self, request, context):
+        """A label for a decision's answer that arrives after its Record (a thumbs up, a judge's score):
+        corrects the learned router for the decision's tenant, as Record's outcome does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +190,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Lookup,
                     request_deserializer=routerx_dot_v1_dot_router__pb2.LookupRequest.FromString,
                     response_serializer=routerx_dot_v1_dot_router__pb2.LookupResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=routerx_dot_v1_dot_router__pb2.FeedbackRequest.FromString,
+                    response_serializer=routerx_dot_v1_dot_router__pb2.FeedbackResponse.SerializeToString,
             ),
             'Invalidate': grpc.unary_unary_rpc_method_handler(
                     servicer.Invalidate,
@@ -334,6 +352,33 @@ class Router:
             '/routerx.v1.Router/Lookup',
             routerx_dot_v1_dot_router__pb2.LookupRequest.SerializeToString,
             routerx_dot_v1_dot_router__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routerx.v1.Router/Feedback',
+            routerx_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
+            routerx_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -362,6 +362,18 @@ def server_channel_route(server: RunningServer) -> Any:
     return ch.unary_unary("/routerx.v1.Router/Route", request_serializer=None, response_deserializer=None)
 
 
+def test_the_client_takes_what_the_router_takes() -> None:
+    """A keyword the in-process Router accepts and the Client does not is behaviour a served
+    deployment cannot reach (as step and verifier_threshold once were)."""
+    import inspect
+
+    in_process_only = {"route": {"flight_caller"}}  # the server's own single-flight bookkeeping
+    for name in ("route", "route_many", "record", "feedback", "invalidate", "stats"):
+        mine = set(inspect.signature(getattr(routerx.Router, name)).parameters)
+        theirs = set(inspect.signature(getattr(Client, name)).parameters)
+        assert mine - theirs <= in_process_only.get(name, set()), (name, mine - theirs)
+
+
 def test_tenant_isolation_and_invalidate(client: Client) -> None:
     prompt = "Summarize: the committee met on Tuesday and postponed the vote to next month."
     d = client.route(prompt, tenant="tenant-a")

@@ -249,6 +249,16 @@ class DecisionStore:
 # -- conversions -----------------------------------------------------------------------------------
 
 
+def _decision_id(request: Union[pb.RecordRequest, pb.FeedbackRequest], call: "Call") -> Tuple[str, Optional[str]]:
+    """(decision_id, the tenant whose decisions this call may reach: None for all). A tenant key
+    reaches only its own tenant's decisions; another's look unknown."""
+    did = request.decision_id
+    call.info["decision_id"] = did
+    if not did:
+        raise InvalidRequestError("decision_id: is empty; pass the decision_id of a Route answer", "decision_id")
+    return did, None if call.sees_all() else call.tenant(None)
+
+
 def _json_arg(text: str, name: str) -> Any:
     """Parses tools_json / params_json. Shape errors are left to the router (same messages as
     in-process), except a non-array tools value, which Python's list() would silently accept."""
@@ -859,12 +869,8 @@ class RouterService:
 
     @_rpc
     def Record(self, request: pb.RecordRequest, context: grpc.ServicerContext, call: Call) -> pb.RecordResponse:
-        did = request.decision_id
-        call.info["decision_id"] = did
-        if not did:
-            raise InvalidRequestError("decision_id: is empty; pass the decision_id of a Route answer", "decision_id")
-        # A tenant key can record only its own tenant's decisions; another's look unknown.
-        held = self.decisions.claim(did, None if call.sees_all() else call.tenant(None))
+        did, tenant = _decision_id(request, call)
+        held = self.decisions.claim(did, tenant)
         if isinstance(held, Recorded):
             call.info["replayed"] = True
             return pb.RecordResponse(cost_usd=held.cost_usd, stored=held.stored, replayed=True)
@@ -898,11 +904,8 @@ class RouterService:
 
     @_rpc
     def Feedback(self, request: pb.FeedbackRequest, context: grpc.ServicerContext, call: Call) -> pb.FeedbackResponse:
-        did = request.decision_id
-        call.info["decision_id"] = did
-        if not did:
-            raise InvalidRequestError("decision_id: is empty; pass the decision_id of a Route answer", "decision_id")
-        held = self.decisions.decision(did, None if call.sees_all() else call.tenant(None))
+        did, tenant = _decision_id(request, call)
+        held = self.decisions.decision(did, tenant)
         if held is None:
             # Recorded and dropped: only the learned router's decisions are kept for labels, and
             # in-process feedback on any other decision learns nothing either.

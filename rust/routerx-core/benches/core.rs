@@ -76,6 +76,15 @@ fn benches(c: &mut Criterion) {
     qr.willingness_to_pay = Some(0.01);
     core.set_quality(Some(std::sync::Arc::new(qr)));
     c.bench_function("route_miss_200_learned_precomputed_vector", |b| b.iter(|| core.route(black_box(&req), &miss).unwrap()));
+
+    // The semantic cache's near-miss guard: a query's signature (once per lookup and per stored
+    // answer) and the check of a candidate against it.
+    use routerx_core::semantic::guard::{check, Signature};
+    let q = "How do I convert a PDF to an HTML page and keep the formatting of its tables?";
+    let cached = Signature::of("What is the best way to convert PDF files to HTML pages and keep the tables?");
+    c.bench_function("guard_signature_question", |b| b.iter(|| Signature::of(black_box(q))));
+    let sq = Signature::of(q);
+    c.bench_function("guard_check_pair", |b| b.iter(|| check(black_box(&sq), black_box(&cached))));
 }
 
 criterion_group!(core_benches, benches);

@@ -232,3 +232,28 @@ def test_route_many_rejects_a_bad_item_without_routing_any(router: Router) -> No
     with pytest.raises(routerx.InvalidRequestError, match=r"requests\[0\]"):
         router.route_many([{"prompt": "x", "colour": "red"}])
     assert router.stats()["requests"] == 0
+
+
+def test_lookup_in_process_reads_the_exact_cache_only() -> None:
+    r = routerx.Router({"semantic": {"enabled": True, "embedder": "static"}}, db=None)
+    prompt = "Translate into Italian: see you tomorrow."
+    assert r.lookup(prompt, tenant="lk") is None
+    d = r.route(prompt, tenant="lk", tools=[{"name": "t"}])
+    r.record(d, "A domani.", 9, 3, 80.0)
+    before = r.stats()["requests"]
+    got = r.lookup(prompt, tenant="lk", tools=[{"name": "t"}])
+    assert isinstance(got, routerx.CachedAnswer) and got.cached_response == "A domani." and got.entry_id == d.entry_id
+    assert (got.model, got.tier, got.tenant) == (d.model, d.tier, "lk") and got.cost_avoided_usd > 0
+    assert r.stats()["requests"] == before + 1, "a hit counts as a cached request"
+    # The key: tools, params, allowed models, tenant; and never a paraphrase (no semantic lookup).
+    for kw in ({}, {"params": {"temperature": 0}}, {"tenant": "other"}, {"models": [d.model]}):
+        args = {"tenant": "lk", "tools": [{"name": "t"}], **kw}
+        if kw == {}:
+            args.pop("tools")
+        assert r.lookup(prompt, **args) is None, kw
+    assert r.lookup("Translate into Italian: see you tomorrow!", tenant="lk", tools=[{"name": "t"}]) is None
+    assert r.stats()["requests"] == before + 1, "misses are not counted"
+    with pytest.raises(routerx.InvalidRequestError):
+        r.lookup("", tenant="lk")
+    with pytest.raises(routerx.UnknownModelError):
+        r.lookup(prompt, models=["gpt-17"])

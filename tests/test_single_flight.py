@@ -114,3 +114,29 @@ def test_bad_timeout_is_a_config_error(bad: Any) -> None:
     with pytest.raises(routerx.ConfigError) as ei:
         routerx.Router({"cache": {"single_flight_timeout_s": bad}}, db=None)
     assert "single_flight_timeout_s" in str(ei.value)
+
+
+def test_a_lookup_never_waits_on_a_flight() -> None:
+    """Lookup reads the exact cache only: with the same request in flight it answers None at
+    once, in-process and over the wire, instead of joining the flight (it used to route, and so
+    wait up to the flight timeout), and it counts no request."""
+    from routerx.server import serve
+
+    srv = serve({"cache": {"single_flight_timeout_s": 10}, "accounting": {"db": ""}}, port=0, block=False, workers=4)
+    try:
+        r = srv.router
+        c = routerx.Client(srv.target, timeout=30)
+        leader = c.route(PROMPT, tenant="lk")  # in flight until recorded
+        assert leader.cache == "miss"
+        before = r.stats()["requests"]
+        t0 = time.monotonic()
+        assert c.lookup(PROMPT, tenant="lk") is None
+        assert r.lookup(PROMPT, tenant="lk") is None
+        assert time.monotonic() - t0 < 2.0
+        assert r.stats()["requests"] == before, "a miss is not a request"
+        c.record(leader, "one answer", 10, 3, 300.0)
+        got = c.lookup(PROMPT, tenant="lk")
+        assert got is not None and got.cached_response == "one answer" and got.entry_id == leader.entry_id
+        c.close()
+    finally:
+        srv.stop(0)

@@ -24,7 +24,7 @@ from .errors import (
     UnknownModelError,
 )
 from .policy import CATEGORIES, Catalog, Model, PolicySettings, Tier
-from .router import Recorded, Router
+from .router import CachedAnswer, Recorded, Router
 
 if TYPE_CHECKING:
     from .client import Client, RemoteDecision, RemoteError, UnknownDecisionError
@@ -50,6 +50,7 @@ __all__ = [
     "Router",
     "Decision",
     "Recorded",
+    "CachedAnswer",
     "Config",
     "load_config",
     "Catalog",

@@ -27,7 +27,7 @@ import grpc
 
 from .errors import BudgetExceededError, ConfigError, InvalidConstraintError, InvalidRequestError, NoRouteError, RouterxError, UnknownModelError
 from .policy.catalog import Catalog, Model, Tier
-from .router import Prompt, Recorded
+from .router import CachedAnswer, Prompt, Recorded
 from .server._proto.routerx.v1 import router_pb2 as pb
 from .server._proto.routerx.v1 import router_pb2_grpc as pb_grpc
 
@@ -58,21 +58,6 @@ class RemoteError(RouterxError, RuntimeError):
 
 class AccessDeniedError(RemoteError, PermissionError):
     """UNAUTHENTICATED (no valid API key) or PERMISSION_DENIED (the key's tenant may not do this)."""
-
-
-@dataclass(frozen=True)
-class CachedAnswer:
-    """What ``lookup()`` finds in the server's exact cache."""
-
-    cached_response: str
-    entry_id: str
-    entry_age_s: float
-    tenant: str
-    model: str
-    provider: str
-    tier: str
-    category: str
-    cost_avoided_usd: float
 
 
 @dataclass(frozen=True)

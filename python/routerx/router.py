@@ -8,6 +8,7 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -44,6 +45,21 @@ DEFAULT_DB: Any = _Default()
 class Recorded(NamedTuple):
     cost_usd: float
     stored: bool
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """What ``lookup()`` finds in the exact cache."""
+
+    cached_response: str
+    entry_id: str
+    entry_age_s: float
+    tenant: str
+    model: str
+    provider: str
+    tier: str
+    category: str
+    cost_avoided_usd: float
 
 
 class Router:
@@ -504,6 +520,27 @@ class Router:
     def features(self, prompt: Prompt) -> Dict[str, float]:
         """The named features the classifier sees for ``prompt``."""
         return dict(self._core.features(prompt))
+
+    def lookup(
+        self,
+        prompt: Prompt,
+        *,
+        tenant: Optional[str] = None,
+        models: Optional[Sequence[str]] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        params: Optional[Mapping[str, Any]] = None,
+        min_quality: Optional[float] = None,
+    ) -> Optional[CachedAnswer]:
+        """The exact cache's answer for this request (the key ``route()`` uses: tenant, models,
+        tools, params), or None. Nothing is routed: no semantic lookup, budget or single-flight
+        wait, and a miss is not counted (a hit is, as a cached request). ``min_quality``: only an
+        answer from a model good enough for it. Bad input raises as ``route()`` does."""
+        c = self._default if models is None and min_quality is None else self._constraints(None, None, min_quality, models, None, False, False, None, None)
+        extras = None if tools is None and params is None else _extras(tools, params)
+        d = self._core.lookup(prompt, tenant if tenant is not None else self._tenant, c, extras)
+        if d is None or d.cached_response is None:
+            return None
+        return CachedAnswer(d.cached_response, d.entry_id, d.entry_age_s or 0.0, d.tenant, d.model, d.provider, d.tier, d.category, d.cost_avoided_usd)
 
     def invalidate(self, tenant: Optional[str] = None) -> int:
         """Drops cached answers (exact and semantic), of one tenant or all; returns how many."""

@@ -928,16 +928,10 @@ class RouterService:
         if tenant is not None:
             kw["tenant"] = tenant
         call.info["tenant"] = tenant
-        # Until the core has a lookup, a route answers it: a hit returns before any routing work.
-        # A miss is routed and dropped (its budget reservation is released with the decision), and
-        # both count as requests in the server-wide stats (not in the tenant's).
-        try:
-            d = st.router.route(prompt, **kw)
-        except (NoRouteError, BudgetExceededError):
-            d = None  # only a miss gets that far
-        if d is not None and d.cache == "miss":
-            st.entries.missed(d.entry_id)
-        if d is None or d.cache != "exact" or st.entries.invalidated(d.entry_id, time.time() - (d.entry_age_s or 0.0)):
+        # The core's exact lookup: nothing is routed, reserved or waited for, and a miss is not
+        # counted (a hit counts in the server-wide stats, not the tenant's).
+        d = st.router.lookup(prompt, **kw)
+        if d is None or st.entries.invalidated(d.entry_id, time.time() - d.entry_age_s):
             call.info["found"] = False
             raise RpcStatusError(grpc.StatusCode.NOT_FOUND, "no cached answer for this request", quiet=True)
         call.info.update(tenant=d.tenant, found=True, entry_id=d.entry_id)

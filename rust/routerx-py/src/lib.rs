@@ -651,6 +651,15 @@ impl PyCore {
         Ok(Some((d, did, body, tenant, avoided)))
     }
 
+    /// The exact cache's answer for a request, without routing it: None when there is none (and
+    /// nothing is counted; a hit is counted as `route` counts one). No semantic lookup, budget
+    /// reservation or single flight: it never waits. About a microsecond, so the GIL is kept.
+    #[pyo3(signature = (prompt, tenant, constraints, extras=None))]
+    fn lookup(&self, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>) -> PyResult<Option<PyDecision>> {
+        let req = request_of(prompt, tenant, extras, None)?;
+        Ok(self.0.route_if_cached(&req, &constraints.get().0).map_err(to_py_err)?.map(|o| PyDecision(Arc::new(o))))
+    }
+
     /// Routes many requests in one call. Every request is checked before any is routed, so a bad
     /// one fails the batch (naming its index) without routing the rest.
     #[allow(clippy::type_complexity)]

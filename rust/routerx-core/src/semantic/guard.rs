@@ -947,11 +947,13 @@ struct Builder {
     ident_kinds: Vec<IdentKind>,
     flags: Vec<Box<str>>,
     directed: Vec<Directed>,
-    /// The last content token (index, hash) and its text, which a directional word joins.
+    /// The last two content tokens (index, hash) and their texts, which a directional word joins.
     last_content: Option<(u32, u64)>,
     last_content_text: String,
-    /// A directional word seen after a content word: (which, left hash, its index).
-    open_direction: Option<(u8, u64, u32)>,
+    prev_content: Option<(u32, u64)>,
+    prev_content_text: String,
+    /// A directional word seen after a content word: (which, left hash, its index, left text).
+    open_direction: Option<(u8, u64, u32, String)>,
     words: Vec<u64>,
     content: Vec<u64>,
     prefix: Vec<u64>,
@@ -989,6 +991,8 @@ impl Builder {
             directed: Vec::new(),
             last_content: None,
             last_content_text: String::new(),
+            prev_content: None,
+            prev_content_text: String::new(),
             open_direction: None,
             words: s.words,
             content: s.content,
@@ -1460,25 +1464,35 @@ impl Builder {
         let at = self.tokens;
         if norm.len() <= 6 {
             if let Some(w) = DIRECTIONAL.iter().position(|&d| d == norm) {
-                self.open_direction = match self.last_content {
-                    Some((i, left)) if at - i <= DIRECTED_SPAN => Some((w as u8, left, at)),
-                    _ => None,
-                };
+                self.open_direction = self.direction_left(w, at);
                 return;
             }
         }
         if stop {
             return;
         }
-        if let Some((w, left, i)) = self.open_direction.take() {
+        if let Some((w, left, i, text)) = self.open_direction.take() {
             if at - i <= DIRECTED_SPAN && left != h {
-                let text = format!("{} {} {}", self.last_content_text, DIRECTIONAL[w as usize], norm);
+                let text = format!("{text} {} {norm}", DIRECTIONAL[w as usize]);
                 self.directed.push(Directed { key: (w, left, h), text: text.into_boxed_str() });
             }
         }
-        self.last_content = Some((at, h));
+        self.prev_content = self.last_content.replace((at, h));
+        std::mem::swap(&mut self.prev_content_text, &mut self.last_content_text);
         self.last_content_text.clear();
         self.last_content_text.push_str(norm);
+    }
+
+    /// The left term of directional word `w` at token `at`: the content word just before it, or
+    /// for "than" after a comparative ("Messi *better* than Ronaldo") the one before that.
+    fn direction_left(&self, w: usize, at: u32) -> Option<(u8, u64, u32, String)> {
+        let (i, left) = self.last_content.filter(|&(i, _)| at - i <= DIRECTED_SPAN)?;
+        let word = self.last_content_text.as_str();
+        let comparative = DIRECTIONAL[w] == "than" && (matches!(word, "better" | "worse") || (word.len() > 4 && word.ends_with("er")));
+        match self.prev_content {
+            Some((j, prev)) if comparative && i - j <= DIRECTED_SPAN && prev != left => Some((w as u8, prev, at, format!("{} {word}", self.prev_content_text))),
+            _ => Some((w as u8, left, at, word.to_string())),
+        }
     }
 
     fn push_ident(&mut self, text: String, parts: Vec<u64>, coverable: bool, kind: IdentKind) {
@@ -2673,6 +2687,8 @@ mod tests {
         ("How safe is it to drive from Texas to California?", "Is it safe to drive from California to Texas?"),
         ("What great software projects have been ported from .NET to Java?", "What great software projects have been ported from Java to .NET?"),
         ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
+        ("How is Messi better than Ronaldo?", "How is Ronaldo better than Messi?"),
+        ("Is swimming healthier than running?", "Is running healthier than swimming?"),
         // Giving and receiving (also Quora's).
         ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
         ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
@@ -2683,6 +2699,8 @@ mod tests {
 
     /// Paraphrases and equivalent requests: each pair must pass.
     const PARAPHRASES: &[(&str, &str)] = &[
+        ("Is Python better than Java for beginners?", "For beginners, is Python better than Java?"),
+        ("How do I convert a PDF to HTML?", "What is the best way to turn a PDF into HTML?"),
         ("How do I reset my password?", "how can i reset my password"),
         ("What's the capital of France", "what is the capital of france?"),
         ("Don't include the header row", "Do not include the header row"),

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -32,3 +33,15 @@ def router() -> routerx.Router:
 @pytest.fixture(scope="session")
 def shared_router() -> routerx.Router:
     return routerx.Router()
+
+
+def run_threads(n: int, target: Callable[[int], object], timeout: float = 60.0) -> None:
+    """Runs ``target(0)`` … ``target(n - 1)`` on n threads at once and waits for all of them; a
+    thread still running after ``timeout`` seconds fails the test (a hang, not a pass)."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"{len(hung)} of {n} threads still running after {timeout} s"

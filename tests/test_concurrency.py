@@ -7,6 +7,8 @@ from collections import Counter
 
 from routerx import Router
 
+from conftest import run_threads
+
 THREADS = 32
 PER_THREAD = 200
 
@@ -39,11 +41,7 @@ def test_32_threads_route_and_record() -> None:
             errors.append(e)
         results.append(out)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(THREADS, work)
     assert not errors, errors[:3]
     flat = [x for r in results for x in r]
     kinds = Counter(k for k, _ in flat)
@@ -75,10 +73,6 @@ def test_route_many_from_threads_returns_each_callers_answers() -> None:
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(16, work)
     assert not errors, errors[:3]
     assert router.stats()["requests"] == 16 * 20 * 16

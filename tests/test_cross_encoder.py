@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -17,6 +16,8 @@ from routerx import _core
 from routerx.cross_encoder import base_files, read_safetensors, write_cross_encoder
 from routerx.embed import INSTALL_COMMAND, minilm_dir
 from routerx.errors import MissingDependencyError, SnapshotError
+
+from conftest import run_threads
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("faiss")
@@ -206,11 +207,7 @@ def test_many_threads_score_at_once(tmp_path: Path, base: Any) -> None:
             if abs(got - want[i]) > 1e-5:
                 errors.append(f"pair {i}: {got} != {want[i]}")
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(16, work)
     assert not errors, errors[:3]
 
 

@@ -22,7 +22,7 @@ from routerx import _core
 from routerx.embed import INSTALL_COMMAND, SentenceEmbedder, load_minilm, minilm_dir
 from routerx.errors import ModelNotFoundError
 
-from conftest import shared_data
+from conftest import run_threads, shared_data
 
 np = pytest.importorskip("numpy")
 
@@ -116,11 +116,7 @@ def test_sixteen_threads(emb: SentenceEmbedder) -> None:
         except Exception as e:  # pragma: no cover - reported below
             failures.append(f"thread {k}: {e!r}")
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(16, work)
     assert not failures, failures[:5]
 
 

@@ -16,7 +16,7 @@ from routerx.cli import main as cli
 from routerx.embed import INSTALL_COMMAND, minilm_dir
 from routerx.errors import ConfigError, InvalidConstraintError, InvalidRequestError
 
-from conftest import shared_data
+from conftest import run_threads, shared_data
 
 np = pytest.importorskip("numpy")
 if minilm_dir() is None:
@@ -247,11 +247,7 @@ def test_routing_and_feedback_from_many_threads(artefact: Path) -> None:
             # Labels agree with the training data: routing must not drift.
             r.record(d, "a", 10, 10, 50.0, outcome=1.0 if (d.model == STRONG or not code) else 0.0)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(16, work)
     assert not errors, errors[:3]
     assert r.stats()["quality"]["labels"] == 16 * 60
     assert r.route(code_prompt(5), models=PAIR, no_cache=True).model == STRONG

@@ -12,6 +12,8 @@ import pytest
 import routerx
 from routerx.embed import INSTALL_COMMAND, minilm_dir
 
+from conftest import run_threads
+
 pytest.importorskip("faiss")
 pytest.importorskip("numpy")
 if minilm_dir() is None:
@@ -267,11 +269,7 @@ def test_64_threads_get_their_own_answers_through_the_batcher() -> None:
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+    run_threads(n, work)
     assert not errors, errors[:3]
     for t in range(n):
         for cache, resp, tenant in results[t]:
@@ -329,11 +327,7 @@ def test_threads_calling_route_many_get_their_own_answers() -> None:
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+    run_threads(8, work)
     assert not errors, errors[:3]
     got = [x for v in results.values() for x in v]
     assert len(got) == 8 * 10 * 12

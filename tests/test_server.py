@@ -36,6 +36,8 @@ from routerx.server._proto.routerx.v1 import router_pb2_grpc as pb_grpc  # noqa:
 from routerx.server.app import RunningServer  # noqa: E402
 from routerx.server.service import DecisionStore, RpcStatusError  # noqa: E402
 
+from conftest import run_threads  # noqa: E402
+
 PROMPTS: List[str] = [
     json.loads(line)["prompt"]
     for line in resources.files("routerx").joinpath("data/demo_prompts.jsonl").read_text(encoding="utf-8").splitlines()
@@ -520,11 +522,7 @@ def test_200_concurrent_clients(client: Client, local: routerx.Router, server: R
             errors.append(e)
 
     before = client.stats()["records"]
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+    run_threads(n, worker)
     for c in own:
         c.close()
     assert not errors, errors[:3]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -21,6 +20,8 @@ from routerx.server._proto.routerx.v1 import router_pb2 as pb  # noqa: E402
 from routerx.server._proto.routerx.v1 import router_pb2_grpc as pb_grpc  # noqa: E402
 from routerx.server.app import RunningServer  # noqa: E402
 from routerx.server.auth import server_settings  # noqa: E402
+
+from conftest import run_threads  # noqa: E402
 
 KEY_A = "acme-key-0123456789abcdef"
 KEY_B = "globex-key-0123456789abcdef"  # configured by its SHA-256 only
@@ -266,11 +267,7 @@ def test_isolation_under_concurrency(server: RunningServer) -> None:
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(24)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
+    run_threads(24, worker)
     for c in clients.values():
         c.close()
     assert not errors, errors[:3]

@@ -186,6 +186,9 @@ struct Scratch {
     prefix: Vec<u64>,
     lex_hits: Vec<(u32, u8)>,
     lower: String,
+    /// The last two content words, for [`Directed`] terms.
+    last_word: String,
+    prev_word: String,
 }
 
 impl Scratch {
@@ -195,6 +198,8 @@ impl Scratch {
         self.prefix.clear();
         self.lex_hits.clear();
         self.lower.clear();
+        self.last_word.clear();
+        self.prev_word.clear();
     }
 }
 
@@ -290,7 +295,8 @@ impl Signature {
             pos += clen;
         }
         let (sig, mut scratch) = b.finish();
-        if scratch.words.capacity() <= SCRATCH_KEEP && scratch.lex_hits.capacity() <= SCRATCH_KEEP {
+        let text_cap = scratch.lower.capacity().max(scratch.last_word.capacity()).max(scratch.prev_word.capacity());
+        if scratch.words.capacity() <= SCRATCH_KEEP && scratch.lex_hits.capacity() <= SCRATCH_KEEP && text_cap <= SCRATCH_KEEP {
             scratch.clear();
             // Ignored when the thread is exiting: the buffers are simply dropped.
             let _ = SCRATCH.try_with(|s| {
@@ -952,8 +958,9 @@ struct Builder {
     last_content_text: String,
     prev_content: Option<(u32, u64)>,
     prev_content_text: String,
-    /// A directional word seen after a content word: (which, left hash, its index, left text).
-    open_direction: Option<(u8, u64, u32, String)>,
+    /// A directional word seen after a content word: (which, left hash, its index, whether the
+    /// left term is the word before a comparative).
+    open_direction: Option<(u8, u64, u32, bool)>,
     words: Vec<u64>,
     content: Vec<u64>,
     prefix: Vec<u64>,
@@ -990,9 +997,9 @@ impl Builder {
             flags: Vec::new(),
             directed: Vec::new(),
             last_content: None,
-            last_content_text: String::new(),
+            last_content_text: s.last_word,
             prev_content: None,
-            prev_content_text: String::new(),
+            prev_content_text: s.prev_word,
             open_direction: None,
             words: s.words,
             content: s.content,
@@ -1471,9 +1478,13 @@ impl Builder {
         if stop {
             return;
         }
-        if let Some((w, left, i, text)) = self.open_direction.take() {
+        if let Some((w, left, i, comparative)) = self.open_direction.take() {
             if at - i <= DIRECTED_SPAN && left != h {
-                let text = format!("{text} {} {norm}", DIRECTIONAL[w as usize]);
+                // Only stopwords came since the directional word: the left term's text is still
+                // in the content-word buffers.
+                let d = DIRECTIONAL[w as usize];
+                let (last, prev) = (&self.last_content_text, &self.prev_content_text);
+                let text = if comparative { format!("{prev} {last} {d} {norm}") } else { format!("{last} {d} {norm}") };
                 self.directed.push(Directed { key: (w, left, h), text: text.into_boxed_str() });
             }
         }
@@ -1485,13 +1496,13 @@ impl Builder {
 
     /// The left term of directional word `w` at token `at`: the content word just before it, or
     /// for "than" after a comparative ("Messi *better* than Ronaldo") the one before that.
-    fn direction_left(&self, w: usize, at: u32) -> Option<(u8, u64, u32, String)> {
+    fn direction_left(&self, w: usize, at: u32) -> Option<(u8, u64, u32, bool)> {
         let (i, left) = self.last_content.filter(|&(i, _)| at - i <= DIRECTED_SPAN)?;
         let word = self.last_content_text.as_str();
         let comparative = DIRECTIONAL[w] == "than" && (matches!(word, "better" | "worse") || (word.len() > 4 && word.ends_with("er")));
         match self.prev_content {
-            Some((j, prev)) if comparative && i - j <= DIRECTED_SPAN && prev != left => Some((w as u8, prev, at, format!("{} {word}", self.prev_content_text))),
-            _ => Some((w as u8, left, at, word.to_string())),
+            Some((j, prev)) if comparative && i - j <= DIRECTED_SPAN && prev != left => Some((w as u8, prev, at, true)),
+            _ => Some((w as u8, left, at, false)),
         }
     }
 
@@ -1668,6 +1679,8 @@ impl Builder {
             prefix: self.prefix,
             lex_hits: self.lex_hits,
             lower: self.scratch,
+            last_word: self.last_content_text,
+            prev_word: self.prev_content_text,
         };
         (sig, scratch)
     }

@@ -213,9 +213,7 @@ class DecisionStore:
         """The decision to record (marking it in flight), or the result of an earlier Record.
         With ``tenant``, another tenant's decision is NOT_FOUND, exactly like an unknown one."""
         with self._lock:
-            h = self._d.get(did)
-            if h is None or h[_EXPIRES] <= self._clock() or (tenant is not None and h[_TENANT] != tenant):
-                raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: no decision {did!r} (unknown, expired or evicted)", "decision_id")
+            h = self._held(did, tenant)
             if h[_RESULT] is not None:
                 return h[_RESULT]
             if h[_BUSY]:
@@ -240,10 +238,15 @@ class DecisionStore:
         """The decision held under ``did`` whether recorded or not (None: recorded and dropped);
         NOT_FOUND as :meth:`claim` says it."""
         with self._lock:
-            h = self._d.get(did)
-            if h is None or h[_EXPIRES] <= self._clock() or (tenant is not None and h[_TENANT] != tenant):
-                raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: no decision {did!r} (unknown, expired or evicted)", "decision_id")
-            return h[_DECISION]
+            return self._held(did, tenant)[_DECISION]
+
+    def _held(self, did: str, tenant: Optional[str]) -> _Held:
+        """The live entry under ``did`` (held lock); NOT_FOUND when unknown, expired or, with
+        ``tenant``, another tenant's."""
+        h = self._d.get(did)
+        if h is None or h[_EXPIRES] <= self._clock() or (tenant is not None and h[_TENANT] != tenant):
+            raise RpcStatusError(grpc.StatusCode.NOT_FOUND, f"decision_id: no decision {did!r} (unknown, expired or evicted)", "decision_id")
+        return h
 
 
 # -- conversions -----------------------------------------------------------------------------------

@@ -693,9 +693,10 @@ impl PyCore {
                 out.push(hit);
             }
             let looked = sem.batcher.submit_many(pending.iter().map(|(_, scope, q)| (*scope, q.clone())).collect());
+            let verify = sem.verifier.as_ref().map(|(v, t)| (v, *t));
             for ((i, scope, query), l) in pending.into_iter().zip(looked) {
                 let (r, c) = &batch[i];
-                out[i] = Some(semantic_outcome(core, sem, r, c, scope, query, l, &sem.thresholds, sem.verifier.as_ref().map(|(v, t)| (v, *t))).map_err(|e| (i, e))?);
+                out[i] = Some(semantic_outcome(core, sem, r, c, scope, query, l, &sem.thresholds, verify).map_err(|e| (i, e))?);
             }
             batch.iter().zip(out).enumerate().map(|(i, ((r, c), o))| o.map_or_else(|| core.route(r, c).map_err(|e| (i, e)), Ok)).collect()
         });
@@ -1586,18 +1587,14 @@ impl PyCrossEncoder {
     /// calibration weighs it).
     #[pyo3(signature = (a, b, cosines=None))]
     fn score(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>, cosines: Option<Vec<f32>>) -> PyResult<Vec<f32>> {
-        if a.len() != b.len() {
-            return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
-        }
-        without_gil(py, || self.0.score(&text_pairs(&a, &b), cosines.as_deref())).map_err(to_py_err)
+        let pairs = text_pairs(&a, &b)?;
+        without_gil(py, || self.0.score(&pairs, cosines.as_deref())).map_err(to_py_err)
     }
 
     /// The network's logit of each pair, before calibration.
     fn logits(&self, py: Python<'_>, a: Vec<String>, b: Vec<String>) -> PyResult<Vec<f32>> {
-        if a.len() != b.len() {
-            return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
-        }
-        without_gil(py, || self.0.logits(&text_pairs(&a, &b))).map_err(to_py_err)
+        let pairs = text_pairs(&a, &b)?;
+        without_gil(py, || self.0.logits(&pairs)).map_err(to_py_err)
     }
 
     /// `(logit weight, cosine weight, bias)`: score = sigmoid(logit·w + cosine·v + bias).
@@ -1630,8 +1627,12 @@ impl PyCrossEncoder {
     }
 }
 
-fn text_pairs<'a>(a: &'a [String], b: &'a [String]) -> Vec<(&'a str, &'a str)> {
-    a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect()
+/// (a[i], b[i]) pairs, borrowed; a length mismatch is an error naming both counts.
+fn text_pairs<'a>(a: &'a [String], b: &'a [String]) -> PyResult<Vec<(&'a str, &'a str)>> {
+    if a.len() != b.len() {
+        return Err(invalid("pairs", format!("{} first texts and {} second texts", a.len(), b.len())));
+    }
+    Ok(a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect())
 }
 
 /// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).

@@ -961,6 +961,9 @@ struct Builder {
     /// A directional word seen after a content word: (which, left hash, its index, whether the
     /// left term is the word before a comparative).
     open_direction: Option<(u8, u64, u32, bool)>,
+    /// Index of the last "more"/"less", which makes the next content word a comparative
+    /// ("Java *more* popular than Python").
+    graded_at: Option<u32>,
     words: Vec<u64>,
     content: Vec<u64>,
     prefix: Vec<u64>,
@@ -1001,6 +1004,7 @@ impl Builder {
             prev_content: None,
             prev_content_text: s.prev_word,
             open_direction: None,
+            graded_at: None,
             words: s.words,
             content: s.content,
             prefix: s.prefix,
@@ -1476,6 +1480,9 @@ impl Builder {
             }
         }
         if stop {
+            if matches!(norm, "more" | "less") {
+                self.graded_at = Some(at);
+            }
             return;
         }
         if let Some((w, left, i, comparative)) = self.open_direction.take() {
@@ -1495,11 +1502,13 @@ impl Builder {
     }
 
     /// The left term of directional word `w` at token `at`: the content word just before it, or
-    /// for "than" after a comparative ("Messi *better* than Ronaldo") the one before that.
+    /// for "than" after a comparative ("Messi *better* than Ronaldo", "Java *more popular* than
+    /// Python") the one before that.
     fn direction_left(&self, w: usize, at: u32) -> Option<(u8, u64, u32, bool)> {
         let (i, left) = self.last_content.filter(|&(i, _)| at - i <= DIRECTED_SPAN)?;
         let word = self.last_content_text.as_str();
-        let comparative = DIRECTIONAL[w] == "than" && (matches!(word, "better" | "worse") || (word.len() > 4 && word.ends_with("er")));
+        let comparative = DIRECTIONAL[w] == "than"
+            && (matches!(word, "better" | "worse") || (word.len() > 4 && word.ends_with("er")) || self.graded_at == i.checked_sub(1));
         match self.prev_content {
             Some((j, prev)) if comparative && i - j <= DIRECTED_SPAN && prev != left => Some((w as u8, prev, at, true)),
             _ => Some((w as u8, left, at, false)),
@@ -2702,6 +2711,9 @@ mod tests {
         ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
         ("How is Messi better than Ronaldo?", "How is Ronaldo better than Messi?"),
         ("Is swimming healthier than running?", "Is running healthier than swimming?"),
+        ("Is Java more popular than Python?", "Is Python more popular than Java?"),
+        ("Why is an iPhone more expensive than a Pixel?", "Why is a Pixel more expensive than an iPhone?"),
+        ("Are cats less loyal than dogs?", "Are dogs less loyal than cats?"),
         // Giving and receiving (also Quora's).
         ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
         ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
@@ -2713,6 +2725,8 @@ mod tests {
     /// Paraphrases and equivalent requests: each pair must pass.
     const PARAPHRASES: &[(&str, &str)] = &[
         ("Is Python better than Java for beginners?", "For beginners, is Python better than Java?"),
+        ("Is Java more popular than Python?", "Is Java more widely used than Python?"),
+        ("Why is an iPhone more expensive than a Samsung phone?", "Why does an iPhone cost more than a Samsung phone?"),
         ("How do I convert a PDF to HTML?", "What is the best way to turn a PDF into HTML?"),
         ("How do I reset my password?", "how can i reset my password"),
         ("What's the capital of France", "what is the capital of france?"),

@@ -281,6 +281,52 @@ def test_eval_on_routerbench_beats_the_single_model_hull(tmp_path: Path) -> None
     assert rows[0].startswith("curve,knob,quality,cost_usd") and len(rows) > 100
 
 
+def test_eval_reports_the_cold_start_beside_the_learned_router(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The report gives the router with no learned model (the classifier's complexity) on the same
+    data: where the cheap model fails the complex prompts, that baseline routes well; where it
+    fails the simple ones, it cannot, while the learned router still can."""
+    def evaluate(cheap_fails_code: bool) -> Dict[str, Any]:
+        path = tmp_path / f"outcomes-{cheap_fails_code}.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for i in range(40):
+                for prompt, fails in ((code_prompt(i), cheap_fails_code), (chat_prompt(i), not cheap_fails_code)):
+                    f.write(json.dumps({"prompt": prompt, "model": STRONG, "score": 1.0}) + "\n")
+                    f.write(json.dumps({"prompt": prompt, "model": CHEAP, "score": 0.0 if fails else 1.0}) + "\n")
+        out = tmp_path / f"report-{cheap_fails_code}"
+        args = ["eval", "--data", str(path), "--folds", "4", "--out-dir", str(out), "--json"]
+        assert cli(args) == 2  # no costs: no curve to draw
+        assert "no cost for gpt-4.1, gpt-4.1-nano" in capsys.readouterr().err
+        assert cli([*args, "--price", f"{STRONG}=0.01", "--price", f"{CHEAP}=0.0005"]) == 0
+        return json.loads((out / "report.json").read_text())
+
+    # 40 code prompts and 24 distinct chat ones: a perfect router's APGR is 1 − 40/64/2 ≈ 0.69
+    # when the cheap model fails the code, 1 − 24/64/2 ≈ 0.81 when it fails the chat (random: 0.5).
+    natural = evaluate(True)
+    cold = natural["metrics"]["cold_start"]
+    assert 0.55 < cold["apgr"] <= natural["metrics"]["apgr"] + 1e-9 and natural["metrics"]["apgr"] > 0.68, natural["metrics"]
+    assert natural["cold_start"] and all(0 <= pt["quality"] <= 1 for pt in natural["cold_start"])
+    inverted = evaluate(False)
+    assert inverted["metrics"]["cold_start"]["apgr"] < 0.3 and inverted["metrics"]["apgr"] > 0.8, inverted["metrics"]
+    rows = (tmp_path / "report-False" / "table.csv").read_text().splitlines()
+    assert any(r.startswith("cold_start,") for r in rows)
+
+
+def test_cold_start_predictions_follow_complexity_and_reject_bad_input() -> None:
+    from routerx.quality.data import OutcomeSet
+    from routerx.quality.evaluate import cold_start_predictions
+
+    n = 8
+    q = np.tile([0.9, 0.5], (n, 1))
+    data = OutcomeSet([f"p{i}" for i in range(n)], ["strong", "weak"], q, np.ones((n, 2)), ["g"] * n, "synthetic")
+    cx = np.linspace(0, 1, n)
+    p = cold_start_predictions(data, cx, 0.3, 0.6, k=2)
+    assert (np.diff(p[:, 1]) < 0).all() and (p[:, 0] > p[:, 1]).all()
+    assert p[0, 1] > 0.5 > p[-1, 1]  # required 0.3 → the weak model fits; required 0.9 → it does not
+    for bad in (cx[:3], np.full(n, math.nan)):
+        with pytest.raises(ConfigError, match="complexities"):
+            cold_start_predictions(data, bad, 0.3, 0.6)
+
+
 def test_eval_routes_on_costs_known_before_the_call() -> None:
     """A model whose failures cost more (it rambles): choosing on realized costs would steer away
     from exactly its failures. The default evaluation chooses on ex-ante costs, so its curve

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
 from .data import NAMED, ColumnMap, OutcomeSet, load, load_named, prompt_tokens
-from .evaluate import RULES, Report, cross_val_cost, cross_val_predict, evaluate_predictions
+from .evaluate import RULES, Report, cold_start_predictions, cross_val_cost, cross_val_predict, evaluate_predictions
 from .model import DEFAULT_EMBEDDER, DEFAULT_L2, DEFAULT_TAIL_CHARS, EMBEDDERS, atomic_write, embed_prompts, save_artefact, train
 
 __all__ = ["add_data_arguments", "add_parsers", "cmd_train", "cmd_eval", "load_data", "write_report"]
@@ -143,6 +143,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         choice = None
         notes.append("the router chooses on each call's realized cost (leaks the outcome)")
     rep = evaluate_predictions(data, p, rule=args.rule, choice_cost=choice)
+    cold = _cold_start(data, args, choice, notes)
+    if cold is not None:
+        rep.cold_start = cold.router
+        rep.metrics["cold_start"] = {k: v for k, v in cold.metrics.items() if k in COLD_START_METRICS}
     rep.notes = [how, *notes]
     files = write_report(rep, Path(args.out_dir)) if args.out_dir else []
     if args.json:
@@ -154,6 +158,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The cold-start figures a report carries beside the learned router's.
+COLD_START_METRICS = ("aiq", "max_quality", "cost_to_best_single", "quality_at_20pct_cost", "quality_at_40pct_cost", "quality_at_60pct_cost", "quality_at_80pct_cost", "apgr", "cpt50", "cpt80")
+
+
+def _cold_start(data: OutcomeSet, args: argparse.Namespace, choice: Any, notes: List[str]) -> Optional[Report]:
+    """The same sweep for the router with no learned model (the core classifier's complexity under
+    the default config's quality floor and span): what training bought, on this data."""
+    from ..errors import RouterxError
+    from ..router import Router
+
+    r = Router(db=None)
+    try:
+        decisions = r.route_many([{"prompt": p, "no_cache": True, "no_store": True} for p in data.prompts])
+        settings = r.config.policy
+    except RouterxError as e:
+        notes.append(f"no cold-start baseline: {e}")
+        return None
+    finally:
+        r.close(snapshot=False)
+    p = cold_start_predictions(data, [d.complexity for d in decisions], settings.quality_floor, settings.quality_span, args.folds, args.seed)
+    return evaluate_predictions(data, p, rule=args.rule, choice_cost=choice)
+
+
 def report_dict(rep: Report) -> Dict[str, Any]:
     return {
         "data": rep.data,
@@ -163,8 +190,13 @@ def report_dict(rep: Report) -> Dict[str, Any]:
         "metrics": rep.metrics,
         "singles": [{"model": m, "quality": s.quality, "cost": s.cost} for m, s in zip(rep.models, rep.singles)],
         "oracle": {"quality": rep.oracle.quality, "cost": rep.oracle.cost},
-        "router": [{"knob": pt.knob, "quality": pt.quality, "cost": pt.cost, "shares": dict(zip(rep.models, pt.shares))} for pt in rep.router],
+        "router": [_point_dict(rep, pt) for pt in rep.router],
+        "cold_start": [_point_dict(rep, pt) for pt in rep.cold_start],
     }
+
+
+def _point_dict(rep: Report, pt: Any) -> Dict[str, Any]:
+    return {"knob": pt.knob, "quality": pt.quality, "cost": pt.cost, "shares": dict(zip(rep.models, pt.shares))}
 
 
 def _table_points(rep: Report) -> List[Any]:
@@ -207,8 +239,17 @@ def format_report(rep: Report) -> str:
         lines.append(f"prediction AUC per model, all prompts (within a task): {aucs}")
     if "apgr" in m:
         c50, c80 = m["cpt50"], m["cpt80"]
-        lines.append(f"APGR {m['apgr']:.3f} (random {m['random_apgr']:.3f}); CPT(50%) {'-' if c50 is None else format(c50, '.1%')}, CPT(80%) {'-' if c80 is None else format(c80, '.1%')} of calls to {m['strong']}")
+        lines.append(f"APGR {m['apgr']:.3f} (random {m['random_apgr']:.3f}); CPT(50%) {_pct(c50)}, CPT(80%) {_pct(c80)} of calls to {m['strong']}")
+    if "cold_start" in m:
+        cs = m["cold_start"]
+        two = f"; APGR {cs['apgr']:.3f}, CPT(50%) {_pct(cs['cpt50'])}" if "apgr" in cs else ""
+        q40 = cs.get("quality_at_40pct_cost")
+        lines.append(f"cold start (no learned model: the classifier's complexity): AIQ {cs['aiq']:.4f}; quality at ≤40% of the best model's cost {'-' if q40 is None else format(q40, '.4f')}{two}")
     return "\n".join(lines)
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else format(v, ".1%")
 
 
 def write_report(rep: Report, out: Path) -> List[Path]:
@@ -224,8 +265,9 @@ def write_report(rep: Report, out: Path) -> List[Path]:
         for name, s in zip(rep.models, rep.singles):
             w.writerow([f"single:{name}", "", f"{s.quality:.6f}", f"{s.cost:.8f}", *[f"{v:.4f}" for v in s.shares]])
         w.writerow(["oracle", "", f"{rep.oracle.quality:.6f}", f"{rep.oracle.cost:.8f}", *[f"{v:.4f}" for v in rep.oracle.shares]])
-        for pt in rep.router:
-            w.writerow(["router", f"{pt.knob:.6g}", f"{pt.quality:.6f}", f"{pt.cost:.8f}", *[f"{v:.4f}" for v in pt.shares]])
+        for curve, pts in (("router", rep.router), ("cold_start", rep.cold_start)):
+            for pt in pts:
+                w.writerow([curve, f"{pt.knob:.6g}", f"{pt.quality:.6f}", f"{pt.cost:.8f}", *[f"{v:.4f}" for v in pt.shares]])
     files.append(t)
     files.append(plot(rep, out / "curve.png"))
     return files
@@ -242,6 +284,9 @@ def plot(rep: Report, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     pts = sorted(rep.router, key=lambda p: p.cost)
     ax.plot([p.cost for p in pts], [p.quality for p in pts], "-", color="C0", lw=2, label="routerx learned router (knob sweep)")
+    if rep.cold_start:
+        cold = sorted(rep.cold_start, key=lambda p: p.cost)
+        ax.plot([p.cost for p in cold], [p.quality for p in cold], ":", color="C3", lw=1.5, label="cold start: the classifier's complexity, nothing learned")
     env = concave_envelope([(s.cost, s.quality) for s in rep.singles])
     ax.plot([e[0] for e in env], [e[1] for e in env], "--", color="0.5", label="random mixing of single models (hull)")
     for name, s in zip(rep.models, rep.singles):

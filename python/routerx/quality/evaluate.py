@@ -33,7 +33,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "prediction_auc", "by_group_quality", "concave_envelope", "area"]
+__all__ = ["Point", "Report", "choose", "sweep", "folds", "evaluate_predictions", "cross_val_cost", "cold_start_predictions", "prediction_auc", "by_group_quality", "concave_envelope", "area"]
+
+#: Slope of the cold-start probability in quality units: σ(8 × 0.1) = 0.69, so a model 0.1 above
+#: the required quality is judged fairly likely, not certain, to answer well.
+COLD_START_STEEPNESS = 8.0
 
 
 @dataclass
@@ -54,6 +58,8 @@ class Report:
     oracle: Point
     metrics: Dict[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    #: The cold-start router's curve (no learned model: the classifier's complexity), if evaluated.
+    cold_start: List[Point] = field(default_factory=list)
 
 
 def choose(p: Any, cost: Any, target: float) -> Any:
@@ -198,6 +204,9 @@ def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str =
         raise ConfigError(f"{data.source}: evaluation needs every model's outcome on every prompt", file=data.source)
     q, c = data.quality, data.cost
     n, m = q.shape
+    if not (c > 0).any(axis=0).all():
+        free = [name for j, name in enumerate(data.models) if not (c[:, j] > 0).any()]
+        raise ConfigError(f"{data.source}: no cost for {', '.join(free)}: a cost–quality curve needs them (give --cost-column, or --price MODEL=USD)", file=data.source)
     if choice_cost is not None and np.shape(choice_cost) != (n, m):
         raise ConfigError(f"choice costs have shape {np.shape(choice_cost)}, the data ({n}, {m})", field="choice_cost")
     router = sweep(p, q, c, steps, rule, choice_cost)
@@ -278,6 +287,28 @@ def prediction_auc(data: OutcomeSet, p: Any) -> Optional[Dict[str, Dict[str, flo
         within = [a for a in within if a == a]  # groups where the model is always right or wrong: no ranking
         out[name] = {"all": roc_auc(p[:, j], q[:, j]), "within_group": float(np.mean(within)) if within else float("nan")}
     return out
+
+
+def cold_start_predictions(data: OutcomeSet, complexity: Sequence[float], floor: float, span: float, k: int = 5, seed: int = 0, steepness: float = COLD_START_STEEPNESS) -> Any:
+    """Out-of-fold p̂ (n, m) of the router with no learned model, for comparison with the learned one.
+
+    The policy's own rule, that a model fits a prompt when its quality reaches ``floor + span ×
+    complexity``, made a probability: σ(steepness × (μ_m − required(x))), where the complexity is
+    the core classifier's and μ_m is model m's mean quality on the other folds, standing in for the
+    catalog's quality score, which outcome data does not carry. The per-prompt signal is the
+    classifier's alone: nothing is fitted to the outcomes but one mean per model."""
+    np = _np()
+    cx = np.asarray(complexity, dtype=np.float64)
+    n = len(data)
+    if cx.shape != (n,) or not np.isfinite(cx).all():
+        raise ConfigError(f"{len(cx)} complexities for {n} prompts (all finite)", field="complexity")
+    required = floor + span * cx
+    p = np.zeros(data.quality.shape)
+    for test in folds(n, min(k, n), seed, data.groups):
+        train = np.setdiff1d(np.arange(n), test)
+        mu = np.nanmean(data.quality[train], axis=0)
+        p[test] = 1.0 / (1.0 + np.exp(-steepness * (mu[None, :] - required[test, None])))
+    return p
 
 
 def cross_val_cost(data: OutcomeSet, tokens: Sequence[int], k: int = 5, seed: int = 0) -> Any:

@@ -88,6 +88,48 @@ def test_predicted_quality_drives_the_choice(artefact: Path) -> None:
     assert st["mapped"] == {STRONG: STRONG, CHEAP: CHEAP} and st["labels"] == 0
 
 
+def test_by_group_learns_what_each_workflow_step_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Prompts alike in every step; the cheap model fails the "plan" step and passes "extract".
+    Trained --by-group on the step column, the artefact (version 2) routes each step to its model,
+    a request without a step (or an unknown one) gets no offset, and the feedback log keeps the
+    step so a model can be trained on it again."""
+    data = tmp_path / "steps.jsonl"
+    with open(data, "w", encoding="utf-8") as f:
+        for i in range(48):
+            step = "plan" if i % 2 else "extract"
+            prompt = f"Here are the notes of ticket {i}: {CHATS[(i // 2) % 8]}. Go on."
+            for model, score in ((STRONG, 1.0), (CHEAP, 0.0 if step == "plan" else 1.0)):
+                f.write(json.dumps({"prompt": prompt, "model": model, "score": score, "step": step}) + "\n")
+    out = tmp_path / "steps.json"
+    assert cli(["train", "--data", str(data), "--group-column", "step", "--by-group", "--out", str(out)]) == 0
+    a = json.loads(out.read_text())
+    assert a["version"] == 2 and set(a["groups"]) == {"plan", "extract"} and a["training"]["by_group"]
+    plan, extract = (dict(zip(PAIR, a["groups"][g])) for g in ("plan", "extract"))
+    assert plan[CHEAP] < extract[CHEAP] - 1.0, a["groups"]
+    log = tmp_path / "fb.jsonl"
+    r = learned(out, willingness_to_pay=0.05, feedback_log=str(log))
+    text = "Here are the notes of ticket 99: a riddle about time. Go on."
+    d_plan = r.route(text, models=PAIR, step="plan", no_cache=True)
+    d_extract = r.route(text, models=PAIR, step="extract", no_cache=True)
+    assert (d_plan.model, d_extract.model) == (STRONG, CHEAP), (d_plan.reason, d_extract.reason)
+    p_plan, p_none, p_other = (r.predict_quality(text, step=s) for s in ("plan", None, "unknown-step"))
+    assert p_plan is not None and p_none is not None and p_plan[CHEAP] < p_none[CHEAP]
+    assert p_other == p_none
+    r.record(d_plan, "answer", 10, 10, 100.0, outcome=False)
+    assert json.loads(log.read_text().splitlines()[-1])["step"] == "plan"
+    # Cross-validated, the steps are what tells the cheap model's failures apart.
+    res = {}
+    for extra in ([], ["--by-group"]):
+        o = tmp_path / f"eval{len(extra)}"
+        assert cli(["eval", "--data", str(data), "--group-column", "step", "--folds", "4", "--price", f"{STRONG}=0.01", "--price", f"{CHEAP}=0.0005", "--out-dir", str(o), *extra]) == 0
+        res[bool(extra)] = json.loads((o / "report.json").read_text())["metrics"]["apgr"]
+    assert res[True] > 0.7 > res[False], res
+    # One group is nothing to learn offsets from.
+    capsys.readouterr()
+    assert cli(["train", "--data", str(data), "--by-group", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--by-group needs a group column" in capsys.readouterr().err
+
+
 def test_the_knob_moves_along_the_curve(artefact: Path) -> None:
     r = learned(artefact)
     prompts = [code_prompt(i) for i in range(0, 16, 3)] + [chat_prompt(i) for i in range(0, 16, 3)]
@@ -165,9 +207,9 @@ def test_feedback_log_survives_a_torn_last_line(tmp_path: Path) -> None:
     log.append("first question", "m1", 1.0, "t")
     with open(log.path, "ab") as f:
         f.write(b'{"prompt": "torn mid-wri')
-    log.append("second question", "m2", 0.0, "t")
+    log.append("second question", "m2", 0.0, "t", "plan")
     rows, bad = log.read()
-    assert [(r[2], r[1], r[3]) for r in rows] == [("first question", "m1", 1.0), ("second question", "m2", 0.0)]
+    assert [(r[2], r[1], r[3], r[4]) for r in rows] == [("first question", "m1", "", 1.0), ("second question", "m2", "plan", 0.0)]
     assert bad == 1
 
 

@@ -368,7 +368,7 @@ class Router:
     def _feedback(self, decision: Decision, label: float) -> bool:
         learned = self._core.feedback(decision, label)
         if self._feedback_log is not None and decision.quality_text is not None:
-            self._feedback_log.append(decision.quality_text, decision.model, label, decision.tenant)
+            self._feedback_log.append(decision.quality_text, decision.model, label, decision.tenant, decision.step)
         return learned
 
     # -- budgets and accounting ------------------------------------------------------------------
@@ -507,10 +507,11 @@ class Router:
         s["quality"] = q
         return s
 
-    def predict_quality(self, prompt: str, tenant: Optional[str] = None) -> Optional[Dict[str, Optional[float]]]:
-        """The learned router's p̂ per catalog model for ``prompt`` (None without ``[quality] model``;
-        a model the artefact does not know maps to None and keeps its catalog quality)."""
-        p = self._core.predict_quality(prompt, tenant if tenant is not None else self._tenant)
+    def predict_quality(self, prompt: str, tenant: Optional[str] = None, step: Optional[str] = None) -> Optional[Dict[str, Optional[float]]]:
+        """The learned router's p̂ per catalog model for ``prompt`` in workflow ``step`` (None without
+        ``[quality] model``; a model the artefact does not know maps to None and keeps its catalog
+        quality). An artefact trained ``--by-group`` adds the step's learned offsets."""
+        p = self._core.predict_quality(prompt, tenant if tenant is not None else self._tenant, step or "")
         return None if p is None else dict(p)
 
     def count_tokens(self, text: Union[str, bytes]) -> int:
@@ -623,8 +624,9 @@ def _outcome(v: Union[bool, float]) -> float:
 
 
 class FeedbackLog:
-    """Labelled decisions, one JSON object per line (prompt, model, score, tenant, ts): the long
-    format ``routerx train --data`` reads. Appends are serialised and flushed per label; a torn
+    """Labelled decisions, one JSON object per line (prompt, model, score, tenant, ts, and step when
+    the request had one): the long format ``routerx train --data`` reads (``--group-column step
+    --by-group`` learns per-step offsets from it). Appends are serialised and flushed per label; a torn
     last line (a crash mid-append) costs that label only."""
 
     def __init__(self, path: Path) -> None:
@@ -632,10 +634,10 @@ class FeedbackLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def read(self) -> Tuple[List[Tuple[str, str, str, float]], int]:
-        """(tenant, model, prompt, score) rows, and how many lines could not be read (a crash can
-        leave a torn last line; it is skipped, the rest kept)."""
-        rows: List[Tuple[str, str, str, float]] = []
+    def read(self) -> Tuple[List[Tuple[str, str, str, str, float]], int]:
+        """(tenant, model, prompt, step, score) rows, and how many lines could not be read (a crash
+        can leave a torn last line; it is skipped, the rest kept)."""
+        rows: List[Tuple[str, str, str, str, float]] = []
         bad = 0
         if not self.path.exists():
             return rows, bad
@@ -648,13 +650,16 @@ class FeedbackLog:
                     score = float(r["score"])
                     if not 0.0 <= score <= 1.0:
                         raise ValueError(score)
-                    rows.append((str(r["tenant"]), str(r["model"]), str(r["prompt"]), score))
+                    rows.append((str(r["tenant"]), str(r["model"]), str(r["prompt"]), str(r.get("step") or ""), score))
                 except (ValueError, KeyError, TypeError):
                     bad += 1
         return rows, bad
 
-    def append(self, prompt: str, model: str, score: float, tenant: str) -> None:
-        line = json.dumps({"prompt": prompt, "model": model, "score": score, "tenant": tenant, "ts": round(time.time(), 3)}, ensure_ascii=False)
+    def append(self, prompt: str, model: str, score: float, tenant: str, step: Optional[str] = None) -> None:
+        row: Dict[str, Any] = {"prompt": prompt, "model": model, "score": score, "tenant": tenant, "ts": round(time.time(), 3)}
+        if step:
+            row["step"] = step
+        line = json.dumps(row, ensure_ascii=False)
         with self._lock, open(self.path, "ab") as f:
             # A crash mid-append leaves a torn last line: end it first, so this label starts a line
             # of its own instead of being glued to (and lost with) the torn one.

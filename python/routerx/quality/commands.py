@@ -26,6 +26,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-column", help="task or source label (stratifies folds)")
     p.add_argument("--score-scale", type=float, default=1.0, help="scores are divided by this (10 for 1–10 judge scores)")
     p.add_argument("--price", action="append", default=[], metavar="MODEL=USD", help="cost per call of a model without cost columns (repeatable)")
+    p.add_argument("--by-group", action="store_true", help="also learn a logit offset per group and model (the group column; at run time the request's step label selects it)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -83,7 +84,7 @@ def load_data(args: argparse.Namespace) -> OutcomeSet:
 
 def cmd_train(args: argparse.Namespace) -> int:
     data = load_data(args)
-    art = train(data, args.embedder, args.l2, args.tail_chars, args.seed)
+    art = train(data, args.embedder, args.l2, args.tail_chars, args.seed, by_group=args.by_group)
     p = save_artefact(art, args.out)
     print(f"trained on {len(data)} prompts × {len(data.models)} models ({data.source}), embedder {art['embedder_id']}")
     for m in art["models"]:
@@ -112,7 +113,8 @@ def _predict_with(model_path: str, data: OutcomeSet, aliases: Optional[Dict[str,
     x, model_id = embed_prompts(data.prompts, m.embedder, m.tail_chars)
     if model_id != m.embedder_id:
         raise ConfigError(f"{model_path}: trained on {m.embedder_id} vectors, this embedder is {model_id}", file=model_path)
-    raw = np.frombuffer(m.predict(np.ascontiguousarray(x, dtype=np.float32).tobytes()), dtype=np.float32).reshape(len(data), len(m.names))
+    groups = list(data.groups) if m.groups else None
+    raw = np.frombuffer(m.predict(np.ascontiguousarray(x, dtype=np.float32).tobytes(), groups), dtype=np.float32).reshape(len(data), len(m.names))
     wanted = [(aliases or {}).get(name, name) for name in data.models]
     missing = [name for name in wanted if name not in m.names]
     if missing:
@@ -134,8 +136,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         how = f"artefact {args.model}"
     else:
         x, _ = embed_prompts(data.prompts, args.embedder, args.tail_chars)
-        p = cross_val_predict(data, x, args.folds, args.seed, args.l2)
-        how = f"{args.folds}-fold cross-validation (seed {args.seed}, embedder {args.embedder}, l2 {args.l2})"
+        p = cross_val_predict(data, x, args.folds, args.seed, args.l2, by_group=args.by_group)
+        how = f"{args.folds}-fold cross-validation (seed {args.seed}, embedder {args.embedder}, l2 {args.l2}{', by group' if args.by_group else ''})"
     if args.cost_basis == "estimated":
         choice = cross_val_cost(data, prompt_tokens(data.prompts), args.folds, args.seed)
         notes.append(f"the router chooses on ex-ante costs ({min(args.folds, len(data))}-fold, a line in prompt tokens per model) and is charged realized ones")

@@ -256,11 +256,14 @@ def evaluate_predictions(data: OutcomeSet, p: Any, steps: int = 201, rule: str =
     return rep
 
 
-def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: Optional[float] = None) -> Any:
-    """Out-of-fold p̂ (n, m): each prompt predicted by a model trained without its fold."""
+def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: Optional[float] = None, by_group: bool = False) -> Any:
+    """Out-of-fold p̂ (n, m): each prompt predicted by a model trained without its fold (with
+    ``by_group``, on the embedding and the prompt's group, as ``routerx train --by-group``)."""
     np = _np()
-    from .model import DEFAULT_L2, fit, predict
+    from .model import DEFAULT_L2, fit, group_columns, predict
 
+    if by_group:
+        x = np.hstack([x, group_columns(data.groups, sorted(set(data.groups)))])
     p = np.zeros(data.quality.shape)
     for test in folds(len(data), k, seed, data.groups):
         train = np.setdiff1d(np.arange(len(data)), test)

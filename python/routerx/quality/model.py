@@ -7,8 +7,13 @@ thumbs) are fitted as soft labels with the same cross-entropy. Fitting is Newton
 L2 penalty: a convex problem with one optimum, so training is deterministic (the seed only orders
 cross-validation folds) and takes seconds.
 
-The artefact is a JSON document (format ``routerx-quality``, version 1) that the Rust core loads
-and evaluates on the hot path; see ``rust/routerx-core/src/quality.rs``.
+With ``by_group``, the regression also reads a one-hot of the prompt's group (the data's group
+column): each (group, model) gets a logit offset, stored in the artefact's ``groups`` (version 2),
+which the core adds for requests whose ``step`` label is that group. Steps of an agent's workflow
+differ in difficulty in ways an embedding of their prompt does not show.
+
+The artefact is a JSON document (format ``routerx-quality``, version 1, or 2 with groups) that the
+Rust core loads and evaluates on the hot path; see ``rust/routerx-core/src/quality.rs``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tupl
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "atomic_write", "embed_prompts", "fit", "train", "save_artefact", "tail"]
+__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "atomic_write", "embed_prompts", "fit", "group_columns", "train", "save_artefact", "tail"]
 
 FORMAT = "routerx-quality"
+#: Written without groups (read by every routerx core); with groups, ``GROUPS_VERSION``.
 VERSION = 1
+GROUPS_VERSION = 2
 EMBEDDERS = ("static", "minilm")
 DEFAULT_EMBEDDER = "static"
 DEFAULT_TAIL_CHARS = 256
@@ -110,24 +117,42 @@ def fit(x: Any, q: Any, l2: float = DEFAULT_L2, iters: int = 25) -> Tuple[Any, A
     return w, b
 
 
+def group_columns(groups: Sequence[str], names: Sequence[str]) -> Any:
+    """One-hot (n, len(names)) of each row's group among ``names`` (all zero for another group)."""
+    np = _np()
+    col = {g: i for i, g in enumerate(names)}
+    out = np.zeros((len(groups), len(names)))
+    for r, g in enumerate(groups):
+        if g in col:
+            out[r, col[g]] = 1.0
+    return out
+
+
 def predict(x: Any, w: Any, b: Any) -> Any:
     np = _np()
     return 1.0 / (1.0 + np.exp(-(x.astype(np.float64) @ w.T + b)))
 
 
-def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAULT_L2, tail_chars: int = DEFAULT_TAIL_CHARS, seed: int = 0) -> Dict[str, Any]:
-    """The artefact (a JSON-able dict) trained on all of ``data``."""
+def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAULT_L2, tail_chars: int = DEFAULT_TAIL_CHARS, seed: int = 0, by_group: bool = False) -> Dict[str, Any]:
+    """The artefact (a JSON-able dict) trained on all of ``data`` (with ``by_group``, and on its
+    groups: see the module's doc)."""
     np = _np()
     if len(data) < 2:
         raise ConfigError(f"{data.source}: {len(data)} labelled prompt(s): too few to train on", file=data.source)
     if not (l2 > 0 and np.isfinite(l2)):
         raise ConfigError(f"l2 must be a finite number > 0, got {l2!r}", field="l2")
     x, model_id = embed_prompts(data.prompts, embedder, tail_chars)
-    w, b = fit(x, data.quality, l2)
+    names = sorted(set(data.groups)) if by_group else []
+    if by_group and (len(names) < 2 or "" in names):
+        raise ConfigError(f"{data.source}: --by-group needs a group column with at least two non-empty groups (found {len(names)})", field="by_group")
+    dim = x.shape[1]
+    w, b = fit(np.hstack([x, group_columns(data.groups, names)]) if names else x, data.quality, l2)
     labelled = (~np.isnan(data.quality)).sum(0)
+    groups = {g: [float(v) for v in w[:, dim + i].astype(np.float32)] for i, g in enumerate(names)}
+    w = w[:, :dim]
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": GROUPS_VERSION if groups else VERSION,
         "embedder": embedder,
         "embedder_id": model_id,
         "dim": int(x.shape[1]),
@@ -136,7 +161,8 @@ def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAUL
             {"name": name, "bias": float(b[j]), "weights": [float(v) for v in w[j].astype(np.float32)], "labelled": int(labelled[j]), "mean_quality": float(np.nanmean(data.quality[:, j])) if labelled[j] else None}
             for j, name in enumerate(data.models)
         ],
-        "training": {"data": data.source, "prompts": len(data), "l2": l2, "seed": seed, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        **({"groups": groups} if groups else {}),
+        "training": {"data": data.source, "prompts": len(data), "l2": l2, "seed": seed, "by_group": bool(groups), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
 
 

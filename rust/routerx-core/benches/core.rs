@@ -66,7 +66,7 @@ fn benches(c: &mut Criterion) {
     let doc = serde_json::json!({"format": "routerx-quality", "version": 1, "embedder": "bench", "embedder_id": "bench@0", "dim": 384, "tail_chars": 1024, "models": models}).to_string();
     let qm = routerx_core::quality::QualityModel::from_json(&doc, "bench").unwrap();
     let v: Vec<f32> = (0..384).map(|i| ((i % 11) as f32 - 5.0) / 40.0).collect();
-    c.bench_function("quality_predict_11x384", |b| b.iter(|| qm.predict(black_box(&v))));
+    c.bench_function("quality_predict_11x384", |b| b.iter(|| qm.predict(black_box(&v), "")));
     let embed: routerx_core::quality::EmbedFn = {
         let v = v.clone();
         std::sync::Arc::new(move |_: &str| Ok(v.clone()))

@@ -6,6 +6,12 @@
 //! user turn. The core evaluates it between classification and the policy table; the
 //! predictions replace the catalog's per-category quality for the models the artefact knows.
 //!
+//! Version 2 adds per-group offsets: `groups` maps a label (the request's `step`, e.g. "plan" or
+//! "extract" in an agent's workflow) to one logit per model, learned with the weights from a
+//! group column of the training data. Steps of a workflow differ in difficulty in ways their
+//! prompts' embeddings do not show; a request without a step, or with one the artefact never saw,
+//! gets no group offset.
+//!
 //! `offset_m` is online feedback, in logit units, bounded by `max_offset`: labels recorded by a
 //! tenant correct that tenant's predictions only. Tenants without enough labels of their own
 //! get the median correction across the tenants that have enough, so a flood of labels from one
@@ -23,7 +29,8 @@ use crate::error::{Error, Result};
 pub const FORMAT: &str = "routerx-quality";
 /// Labels between refreshes of the cross-tenant median, per qualified tenant and model.
 const SHARED_REFRESH: u32 = 16;
-pub const VERSION: u32 = 1;
+/// Newest artefact version this core reads (1: no groups; 2: with `groups`).
+pub const VERSION: u32 = 2;
 
 #[derive(Deserialize)]
 struct FileModel {
@@ -41,6 +48,9 @@ struct File {
     dim: usize,
     tail_chars: usize,
     models: Vec<FileModel>,
+    /// Version 2: group label → logit offset per model (in `models` order).
+    #[serde(default)]
+    groups: HashMap<String, Vec<f32>>,
 }
 
 /// A loaded artefact: weights row-major (models × dim).
@@ -53,6 +63,7 @@ pub struct QualityModel {
     pub names: Vec<String>,
     weights: Vec<f32>,
     bias: Vec<f32>,
+    groups: HashMap<String, Vec<f32>>,
 }
 
 impl QualityModel {
@@ -65,11 +76,22 @@ impl QualityModel {
             other => return Err(bad(format!("format is {other:?}, expected {FORMAT:?}"))),
         }
         match probe.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == VERSION as u64 => {}
-            other => return Err(bad(format!("version {other:?} is not supported (this routerx reads version {VERSION})"))),
+            Some(v) if (1..=VERSION as u64).contains(&v) => {}
+            other => return Err(bad(format!("version {other:?} is not supported (this routerx reads versions 1 to {VERSION})"))),
         }
         let f: File = serde_json::from_value(probe).map_err(|e| bad(format!("malformed quality model: {e}")))?;
-        debug_assert!(f.format == FORMAT && f.version == VERSION);
+        debug_assert!(f.format == FORMAT && (1..=VERSION).contains(&f.version));
+        if f.version < 2 && !f.groups.is_empty() {
+            return Err(bad("groups need version 2".into()));
+        }
+        for (g, off) in &f.groups {
+            if off.len() != f.models.len() {
+                return Err(bad(format!("group {g:?}: {} offsets for {} models", off.len(), f.models.len())));
+            }
+            if off.iter().any(|o| !o.is_finite()) {
+                return Err(bad(format!("group {g:?}: non-finite offset")));
+            }
+        }
         if f.dim == 0 || f.dim > 16_384 {
             return Err(bad(format!("dim {} is out of range", f.dim)));
         }
@@ -96,7 +118,7 @@ impl QualityModel {
             weights.extend_from_slice(&m.weights);
             bias.push(m.bias);
         }
-        Ok(QualityModel { embedder: f.embedder, embedder_id: f.embedder_id, dim: f.dim, tail_chars: f.tail_chars, names, weights, bias })
+        Ok(QualityModel { embedder: f.embedder, embedder_id: f.embedder_id, dim: f.dim, tail_chars: f.tail_chars, names, weights, bias, groups: f.groups })
     }
 
     pub fn len(&self) -> usize {
@@ -114,9 +136,16 @@ impl QualityModel {
         }
     }
 
-    /// Logits w·e + b for every model into `out` (len = models).
-    pub fn logits_into(&self, e: &[f32], out: &mut [f32]) {
+    /// The group labels the artefact has offsets for.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    /// Logits w·e + b (+ the offsets of `group`, if the artefact has it) for every model into
+    /// `out` (len = models).
+    pub fn logits_into(&self, e: &[f32], group: &str, out: &mut [f32]) {
         assert_eq!(e.len(), self.dim, "embedding width");
+        let offsets = if self.groups.is_empty() || group.is_empty() { None } else { self.groups.get(group) };
         for (j, o) in out.iter_mut().enumerate().take(self.len()) {
             let w = &self.weights[j * self.dim..(j + 1) * self.dim];
             // Four partial sums: lets the compiler vectorise without fast-math.
@@ -129,14 +158,14 @@ impl QualityModel {
                 }
             }
             let tail: f32 = wr.iter().zip(er).map(|(a, b)| a * b).sum();
-            *o = acc[0] + acc[1] + acc[2] + acc[3] + tail + self.bias[j];
+            *o = acc[0] + acc[1] + acc[2] + acc[3] + tail + self.bias[j] + offsets.map_or(0.0, |g| g[j]);
         }
     }
 
     /// σ(logits): per-model probabilities.
-    pub fn predict(&self, e: &[f32]) -> Vec<f32> {
+    pub fn predict(&self, e: &[f32], group: &str) -> Vec<f32> {
         let mut out = vec![0f32; self.len()];
-        self.logits_into(e, &mut out);
+        self.logits_into(e, group, &mut out);
         out.iter_mut().for_each(|z| *z = sigmoid(*z));
         out
     }
@@ -285,18 +314,19 @@ impl QualityRouter {
         self.map.get(catalog_index).copied().flatten().map(|j| self.model.names[j].as_str())
     }
 
-    /// p̂ per catalog model for `text` (the last user turn) as `tenant` sees it.
-    pub fn predict(&self, text: &str, tenant: &str) -> Result<Prediction> {
-        self.predict_tail(self.model.tail(text), tenant)
+    /// p̂ per catalog model for `text` (the last user turn) in workflow step `step` ("" for none)
+    /// as `tenant` sees it.
+    pub fn predict(&self, text: &str, step: &str, tenant: &str) -> Result<Prediction> {
+        self.predict_tail(self.model.tail(text), step, tenant)
     }
 
     /// As [`QualityRouter::predict`], for text already cut with [`QualityModel::tail`].
-    pub fn predict_tail(&self, tail: &str, tenant: &str) -> Result<Prediction> {
+    pub fn predict_tail(&self, tail: &str, step: &str, tenant: &str) -> Result<Prediction> {
         let e = (self.embed)(tail)?;
         if e.len() != self.model.dim {
             return Err(Error::config("quality", format!("the embedder gives {} dimensions, the artefact expects {}", e.len(), self.model.dim)));
         }
-        Ok(self.predict_vector(&e, tenant))
+        Ok(self.predict_vector(&e, step, tenant))
     }
 
     /// Counts a request the core routed on the catalog's quality because
@@ -306,9 +336,9 @@ impl QualityRouter {
     }
 
     /// As [`QualityRouter::predict`], for an embedding computed by the caller.
-    pub fn predict_vector(&self, e: &[f32], tenant: &str) -> Prediction {
+    pub fn predict_vector(&self, e: &[f32], step: &str, tenant: &str) -> Prediction {
         let mut z = vec![0f32; self.model.len()];
-        self.model.logits_into(e, &mut z);
+        self.model.logits_into(e, step, &mut z);
         let own = self.tenants.get(tenant);
         let shared = self.shared.read();
         let mut quality = Vec::with_capacity(self.map.len());
@@ -393,11 +423,11 @@ impl QualityRouter {
     }
 
     /// Re-applies a logged label: (tenant, catalog model name, the text the decision embedded,
-    /// label). The raw p̂ is recomputed from the artefact, so replaying a log rebuilds the state
-    /// it recorded. Returns whether it was learned from.
-    pub fn replay(&self, tenant: &str, model: &str, text: &str, label: f32) -> Result<bool> {
+    /// its step, label). The raw p̂ is recomputed from the artefact, so replaying a log rebuilds
+    /// the state it recorded. Returns whether it was learned from.
+    pub fn replay(&self, tenant: &str, model: &str, text: &str, step: &str, label: f32) -> Result<bool> {
         let Some(i) = self.catalog.iter().position(|c| c == model) else { return Ok(false) };
-        let p = self.predict(text, tenant)?;
+        let p = self.predict(text, step, tenant)?;
         Ok(match p.raw[i] {
             Some(raw) => self.feedback(tenant, i, raw, label),
             None => false,
@@ -443,11 +473,43 @@ mod tests {
     #[test]
     fn loads_and_predicts() {
         let m = QualityModel::from_json(&artefact(4), "t").unwrap();
-        let p = m.predict(&[1.0, 0.0, 0.0, 0.0]);
+        let p = m.predict(&[1.0, 0.0, 0.0, 0.0], "");
         assert!((p[0] - sigmoid(2.0)).abs() < 1e-6 && (p[1] - sigmoid(-2.0)).abs() < 1e-6);
         // Odd widths take the scalar tail.
         let m5 = QualityModel::from_json(&artefact(5), "t").unwrap();
-        assert!((m5.predict(&[0.0, 1.0, 0.0, 0.0, 0.0])[1] - sigmoid(2.0)).abs() < 1e-6);
+        assert!((m5.predict(&[0.0, 1.0, 0.0, 0.0, 0.0], "")[1] - sigmoid(2.0)).abs() < 1e-6);
+    }
+
+    /// Version 2: a step's offsets move its predictions; other steps, no step, and version-1 files
+    /// predict as before.
+    #[test]
+    fn group_offsets_apply_to_their_step_only() {
+        let mut v: serde_json::Value = serde_json::from_str(&artefact(4)).unwrap();
+        v["version"] = 2.into();
+        v["groups"] = serde_json::json!({"plan": [3.0, -1.0], "extract": [0.0, 0.5]});
+        let m = QualityModel::from_json(&v.to_string(), "t").unwrap();
+        let e = [1.0, 0.0, 0.0, 0.0];
+        let plain = m.predict(&e, "");
+        assert_eq!(m.predict(&e, "unknown-step"), plain);
+        let plan = m.predict(&e, "plan");
+        assert!((plan[0] - sigmoid(5.0)).abs() < 1e-6 && (plan[1] - sigmoid(-3.0)).abs() < 1e-6, "{plan:?}");
+        let mut g: Vec<&str> = m.groups().collect();
+        g.sort();
+        assert_eq!(g, ["extract", "plan"]);
+        let r = QualityRouter::new(m, axis_embedder(), &["a".into(), "b".into()], &HashMap::new(), FeedbackConfig::default()).unwrap();
+        assert!(r.predict("x", "plan", "t").unwrap().quality[0].unwrap() > r.predict("x", "", "t").unwrap().quality[0].unwrap());
+        for (groups, version, needle) in [
+            (serde_json::json!({"plan": [1.0]}), 2, "1 offsets for 2 models"),
+            (serde_json::json!({"plan": [1.0, null]}), 2, "malformed"),
+            (serde_json::json!({"plan": [1.0, 2.0]}), 1, "groups need version 2"),
+            (serde_json::json!({"plan": [1.0, 1e39]}), 2, "non-finite"),
+        ] {
+            let mut bad = v.clone();
+            bad["groups"] = groups;
+            bad["version"] = version.into();
+            let e = QualityModel::from_json(&bad.to_string(), "m.json").unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]
@@ -486,7 +548,7 @@ mod tests {
     #[test]
     fn maps_catalog_models() {
         let r = router(FeedbackConfig::default());
-        let p = r.predict("x marks", "t").unwrap();
+        let p = r.predict("x marks", "", "t").unwrap();
         assert_eq!(p.quality.len(), 3);
         assert!(p.quality[1].unwrap() > 0.8 && p.quality[0].unwrap() < 0.2 && p.quality[2].is_none());
         let m = QualityModel::from_json(&artefact(4), "t").unwrap();
@@ -500,13 +562,13 @@ mod tests {
     fn feedback_is_bounded_and_per_tenant() {
         let cfg = FeedbackConfig { min_labels: 5, ..Default::default() };
         let r = router(cfg.clone());
-        let before = r.predict("x", "victim").unwrap().quality[1].unwrap();
+        let before = r.predict("x", "", "victim").unwrap().quality[1].unwrap();
         // A flood of thumbs-down from one tenant for model "a".
         for _ in 0..100_000 {
-            let raw = r.predict("x", "flood").unwrap().raw[1].unwrap();
+            let raw = r.predict("x", "", "flood").unwrap().raw[1].unwrap();
             assert!(r.feedback("flood", 1, raw, 0.0));
         }
-        let flooded = r.predict("x", "flood").unwrap();
+        let flooded = r.predict("x", "", "flood").unwrap();
         let lo = sigmoid(2.0 - cfg.max_offset);
         assert!((flooded.quality[1].unwrap() - lo).abs() < 1e-4, "bounded by max_offset: {flooded:?}");
         // With one tenant past min_labels the shared median is that tenant's: everyone else moves
@@ -516,7 +578,7 @@ mod tests {
                 r.feedback(t, 1, sigmoid(2.0), 1.0);
             }
         }
-        let after = r.predict("x", "victim").unwrap().quality[1].unwrap();
+        let after = r.predict("x", "", "victim").unwrap().quality[1].unwrap();
         assert!(after >= before - 1e-6, "median of (-max, +, +) is positive: {before} → {after}");
         assert!(!r.feedback("t", 2, 0.5, 1.0), "unmapped catalog model");
         assert!(!r.feedback("t", 1, 0.5, f32::NAN) && !r.feedback("t", 1, 0.5, 1.5));
@@ -534,7 +596,7 @@ mod tests {
                 s.spawn(move || {
                     let tenant = format!("t{t}");
                     for i in 0..2_000 {
-                        let p = r.predict(if i % 2 == 0 { "x" } else { "y" }, &tenant).unwrap();
+                        let p = r.predict(if i % 2 == 0 { "x" } else { "y" }, "", &tenant).unwrap();
                         assert!(p.quality.iter().flatten().all(|q| (0.0..=1.0).contains(q)));
                         r.feedback(&tenant, 1, p.raw[1].unwrap(), (i % 3 == 0) as u8 as f32);
                     }

@@ -630,7 +630,7 @@ impl Core {
         let pred = match q.as_ref() {
             Some(q) if q.catalog().len() == policy.table.models.len() => {
                 let text = q.model.tail(req.last_user());
-                match q.predict_tail(text, &req.tenant) {
+                match q.predict_tail(text, &req.step, &req.tenant) {
                     Ok(p) => Some((q, p, text)),
                     Err(_) => {
                         q.note_fallback();

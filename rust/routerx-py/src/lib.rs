@@ -907,23 +907,25 @@ impl PyCore {
         without_gil(py, || self.0.feedback(&o, label)).map_err(to_py_err)
     }
 
-    /// p̂ per catalog model for a prompt as `tenant` sees it (None: no learned router, or the
-    /// artefact has no such model); the embedding and prediction run without the GIL.
-    fn predict_quality(&self, py: Python<'_>, text: &Bound<'_, PyAny>, tenant: &str) -> PyResult<Option<Vec<(String, Option<f32>)>>> {
+    /// p̂ per catalog model for a prompt in workflow step `step` ("" for none) as `tenant` sees it
+    /// (None: no learned router, or the artefact has no such model); the embedding and prediction
+    /// run without the GIL.
+    #[pyo3(signature = (text, tenant, step=String::new()))]
+    fn predict_quality(&self, py: Python<'_>, text: &Bound<'_, PyAny>, tenant: &str, step: String) -> PyResult<Option<Vec<(String, Option<f32>)>>> {
         let text = owned_str(text, "prompt")?;
         let Some(q) = self.0.quality() else { return Ok(None) };
-        let p = without_gil(py, || q.predict(&text, tenant)).map_err(to_py_err)?;
+        let p = without_gil(py, || q.predict(&text, &step, tenant)).map_err(to_py_err)?;
         Ok(Some(q.catalog().iter().cloned().zip(p.quality).collect()))
     }
 
-    /// Replays logged labels (tenant, model, text, label) into the learned router; returns how
-    /// many were learned from. One call for the whole log, without the GIL.
-    fn quality_replay(&self, py: Python<'_>, rows: Vec<(String, String, String, f32)>) -> PyResult<usize> {
+    /// Replays logged labels (tenant, model, text, step, label) into the learned router; returns
+    /// how many were learned from. One call for the whole log, without the GIL.
+    fn quality_replay(&self, py: Python<'_>, rows: Vec<(String, String, String, String, f32)>) -> PyResult<usize> {
         let Some(q) = self.0.quality() else { return Ok(0) };
         without_gil(py, || {
             let mut n = 0;
-            for (tenant, model, text, label) in &rows {
-                n += q.replay(tenant, model, text, *label)? as usize;
+            for (tenant, model, text, step, label) in &rows {
+                n += q.replay(tenant, model, text, step, *label)? as usize;
             }
             Ok(n)
         })
@@ -1473,15 +1475,32 @@ impl PyQualityModel {
         Ok(PyQualityModel(Arc::new(without_gil(py, || quality::QualityModel::from_json(&text, &source)).map_err(to_py_err)?)))
     }
 
-    /// p̂ for rows of float32 bytes (n × dim): float32 bytes n × models, row-major.
-    fn predict<'py>(&self, py: Python<'py>, vectors: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    /// p̂ for rows of float32 bytes (n × dim), each in its group (`groups`: one label per row, or
+    /// None for none): float32 bytes n × models, row-major.
+    #[pyo3(signature = (vectors, groups=None))]
+    fn predict<'py>(&self, py: Python<'py>, vectors: &[u8], groups: Option<Vec<String>>) -> PyResult<Bound<'py, PyBytes>> {
         let m = &self.0;
         let x = f32_rows(vectors);
         if x.len() % m.dim != 0 {
             return Err(invalid("vectors", format!("rows of {} float32 expected, got {} bytes", m.dim, vectors.len())));
         }
-        let out: Vec<f32> = without_gil(py, || x.chunks_exact(m.dim).flat_map(|r| m.predict(r)).collect());
+        let n = x.len() / m.dim;
+        if let Some(g) = &groups {
+            if g.len() != n {
+                return Err(invalid("groups", format!("{} group labels for {n} rows", g.len())));
+            }
+        }
+        let group = |i: usize| groups.as_ref().map_or("", |g| g[i].as_str());
+        let out: Vec<f32> = without_gil(py, || x.chunks_exact(m.dim).enumerate().flat_map(|(i, r)| m.predict(r, group(i))).collect());
         Ok(f32_bytes(py, &out))
+    }
+
+    /// The group labels the artefact has offsets for (version 2), sorted.
+    #[getter]
+    fn groups(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.0.groups().map(str::to_owned).collect();
+        g.sort();
+        g
     }
 
     /// The part of `text` the model reads (its last `tail_chars` characters).

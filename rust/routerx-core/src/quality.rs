@@ -456,7 +456,8 @@ mod tests {
         let w = |k: usize| (0..dim).map(|i| if i == k { 4.0 } else { 0.0 }).collect::<Vec<f32>>();
         serde_json::json!({
             "format": FORMAT, "version": VERSION, "embedder": "test", "embedder_id": "test@1", "dim": dim, "tail_chars": 8,
-            "models": [{"name": "a", "bias": -2.0, "weights": w(0)}, {"name": "b", "bias": -2.0, "weights": w(1)}]
+            "models": [{"name": "a", "bias": -2.0, "weights": w(0)}, {"name": "b", "bias": -2.0, "weights": w(1)}],
+            "groups": {"plan": [1.0, -1.0]}
         })
         .to_string()
     }
@@ -596,7 +597,8 @@ mod tests {
                 s.spawn(move || {
                     let tenant = format!("t{t}");
                     for i in 0..2_000 {
-                        let p = r.predict(if i % 2 == 0 { "x" } else { "y" }, "", &tenant).unwrap();
+                        let step = if i % 4 < 2 { "plan" } else { "" };
+                        let p = r.predict(if i % 2 == 0 { "x" } else { "y" }, step, &tenant).unwrap();
                         assert!(p.quality.iter().flatten().all(|q| (0.0..=1.0).contains(q)));
                         r.feedback(&tenant, 1, p.raw[1].unwrap(), (i % 3 == 0) as u8 as f32);
                     }

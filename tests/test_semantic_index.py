@@ -196,6 +196,53 @@ def test_searches_racing_inserts_and_rebuilds_always_find_what_was_added() -> No
     assert idx.stats()["vectors"] == n_per * writers and idx.stats()["hnsw_partitions"] == 1
 
 
+def test_a_write_to_one_scope_never_holds_up_another_scope() -> None:
+    """While a write to scope 2 is stuck inside faiss (its index is held here until the test lets
+    go), searches and writes of scope 1 go on; the stuck write then lands, and a search of scope 2
+    waits for it rather than racing it."""
+    x = unit_rows(64, seed=4)
+    idx = SemanticIndex(DIM)
+    idx.add(1, 0, x[0].tobytes())
+    idx.add(2, 1, x[1].tobytes())
+    inside, release = threading.Event(), threading.Event()
+    part = idx._parts[2]
+
+    class Stuck:
+        """Scope 2's index, with an add that blocks until released."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def add_with_ids(self, v: Any, ids: Any) -> None:
+            inside.set()
+            assert release.wait(30)
+            self.inner.add_with_ids(v, ids)
+
+        def search(self, q: Any, k: int) -> Any:
+            return self.inner.search(q, k)
+
+    part.index = Stuck(part.index)
+    writer = threading.Thread(target=idx.add, args=(2, 2, x[2].tobytes()))
+    writer.start()
+    assert inside.wait(30)
+    # Scope 1 is served, and written to, while scope 2's write is stuck.
+    for i in range(3, 20):
+        idx.add(1, i, x[i].tobytes())
+    ids, _ = top(idx, 1, x[3:20], 1)
+    assert ids[:, 0].tolist() == list(range(3, 20))
+    # A search of scope 2 waits for its write.
+    found: List[int] = []
+    reader = threading.Thread(target=lambda: found.extend(top(idx, 2, x[2:3], 1)[0][:, 0].tolist()))
+    reader.start()
+    reader.join(0.2)
+    assert reader.is_alive() and not found, "a search of a scope ran while its index was being written"
+    release.set()
+    writer.join(30)
+    reader.join(30)
+    assert found == [2]
+    assert idx.stats()["vectors"] == 20
+
+
 def _huge_kib(addr: int, size: int) -> int:
     """AnonHugePages of the mappings overlapping [addr, addr + size) in /proc/self/smaps (advice
     splits a mapping at the advised range)."""

@@ -85,9 +85,11 @@ def back_with_huge_pages(regions: Iterable[Tuple[int, int]]) -> int:
 class _Partition:
     """One scope's vectors: a faiss index with our ids, and how many of them are dead."""
 
-    __slots__ = ("index", "ids", "dead", "kind", "built_for", "arrays", "huge_at", "huge_bytes")
+    __slots__ = ("index", "ids", "dead", "kind", "built_for", "arrays", "huge_at", "huge_bytes", "lock")
 
     def __init__(self, index: Any, kind: str, built_for: int = 0) -> None:
+        #: Held for every use of the index: faiss indexes are not safe for a write racing anything.
+        self.lock = threading.Lock()
         self.index = index
         self.ids: Set[int] = set()
         self.dead = 0
@@ -103,7 +105,13 @@ class _Partition:
 
 class SemanticIndex:
     """Thread-safe: mutations and searches of one partition never run at once (faiss indexes
-    are not safe for concurrent writes), and faiss releases the GIL while it computes."""
+    are not safe for concurrent writes), and faiss releases the GIL while it computes.
+
+    Two levels of lock: ``_lock`` guards the scope → partition map only, and each partition's own
+    lock guards its index, so a slow write to one scope (an HNSW insert is ~1 ms at 1M vectors)
+    never holds up a search of another. Order: ``_lock`` before a partition's lock, never the
+    reverse. A rebuild swaps a partition while holding both; a writer re-checks under the
+    partition's lock that its partition is still the scope's, and moves to the new one if not."""
 
     def __init__(
         self,
@@ -254,15 +262,20 @@ class SemanticIndex:
     def add(self, scope: int, entry_id: int, vector: bytes) -> None:
         x = self.np.frombuffer(vector, dtype=self.np.float32).reshape(1, self.dim)
         ids = self.np.array([entry_id], dtype=self.np.int64)
-        with self._lock:
-            p = self._parts.get(scope)
-            if p is None:
-                p = self._parts[scope] = self._build("flat", x[:0], ids[:0])
-            p.index.add_with_ids(x, ids)
-            p.ids.add(entry_id)
-            self._where[entry_id] = scope
-            moved = self._moved(p)
-            grow = self._outgrown(p)
+        while True:
+            with self._lock:
+                p = self._parts.get(scope)
+                if p is None:
+                    p = self._parts[scope] = self._build("flat", x[:0], ids[:0])
+                self._where[entry_id] = scope
+            with p.lock:
+                if self._parts.get(scope) is not p:
+                    continue  # rebuilt or emptied since: write to the scope's partition now
+                p.index.add_with_ids(x, ids)
+                p.ids.add(entry_id)
+                moved = self._moved(p)
+                grow = self._outgrown(p)
+            break
         self._collapse(p, moved)
         if grow:
             self._schedule(scope)
@@ -298,9 +311,10 @@ class SemanticIndex:
                 if p is None:
                     p = self._parts[scope] = self._build(self.kind_for(len(sid)), sx, sid)
                 else:
-                    p.index.add_with_ids(sx, sid)
-                    p.ids.update(sid.tolist())
-                    collapse.append((p, self._moved(p)))
+                    with p.lock:
+                        p.index.add_with_ids(sx, sid)
+                        p.ids.update(sid.tolist())
+                        collapse.append((p, self._moved(p)))
                 for i in sid.tolist():
                     self._where[i] = scope
                 if self._outgrown(p):
@@ -322,15 +336,23 @@ class SemanticIndex:
                     doomed.setdefault(scope, []).append(i)
         rebuild: List[int] = []
         for scope, lst in doomed.items():
-            with self._lock:
-                p = self._parts.get(scope)
+            while True:
+                with self._lock:
+                    p = self._parts.get(scope)
                 if p is None:
-                    continue
-                self._drop(p, lst)
-                if p.kind == "hnsw" and p.dead * 4 > len(p.ids) + p.dead:
-                    rebuild.append(scope)
-                if not p.ids:
-                    del self._parts[scope]
+                    break
+                with p.lock:
+                    if self._parts.get(scope) is not p:
+                        continue
+                    self._drop(p, lst)
+                    if p.kind == "hnsw" and p.dead * 4 > len(p.ids) + p.dead:
+                        rebuild.append(scope)
+                    empty = not p.ids
+                if empty:
+                    with self._lock, p.lock:
+                        if self._parts.get(scope) is p and not p.ids:
+                            del self._parts[scope]
+                break
         for scope in rebuild:
             self._schedule(scope)
         return sum(len(v) for v in doomed.values())
@@ -402,15 +424,17 @@ class SemanticIndex:
                 old = self._parts.get(scope)
                 if old is None:
                     return  # emptied (and dropped) meanwhile
-                late = [i for i in old.ids if i not in p.ids]
-                if not late:
-                    # Ids removed since the copy was taken: drop them from the new index too.
-                    gone = p.ids - old.ids
-                    if gone:
-                        self._drop(p, list(gone))
-                    self._parts[scope] = p
-                    self.rebuilds += 1
-                    return
+                # The old partition's lock too: a writer that found it current finishes first.
+                with old.lock:
+                    late = [i for i in old.ids if i not in p.ids]
+                    if not late:
+                        # Ids removed since the copy was taken: drop them from the new index too.
+                        gone = p.ids - old.ids
+                        if gone:
+                            self._drop(p, list(gone))
+                        self._parts[scope] = p
+                        self.rebuilds += 1
+                        return
             # Ids added since the copy was taken are in the old partition only: add them (from the
             # core, which holds them at full width), then look again.
             _, ib, vb = self._live(scope, late)
@@ -435,7 +459,12 @@ class SemanticIndex:
         for scope, rs in rows.items():
             with self._lock:
                 p = self._parts.get(scope)
-                if p is None or not p.ids:
+            if p is None:
+                continue
+            # A partition swapped out meanwhile still answers for everything added before this
+            # search began (a rebuild moves late additions in before it swaps).
+            with p.lock:
+                if not p.ids:
                     continue
                 d, i = p.index.search(x[rs] if len(rs) < n else x, k)
             ids[rs] = i

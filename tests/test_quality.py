@@ -3,6 +3,7 @@ bad input, concurrency, and the evaluation on real outcome data."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import threading
@@ -117,6 +118,23 @@ def test_by_group_learns_what_each_workflow_step_needs(tmp_path: Path, capsys: p
     assert p_other == p_none
     r.record(d_plan, "answer", 10, 10, 100.0, outcome=False)
     assert json.loads(log.read_text().splitlines()[-1])["step"] == "plan"
+    # Served, the step travels with the request and selects the same offsets.
+    if importlib.util.find_spec("grpc") is not None:
+        from routerx.client import Client
+        from routerx.server import serve
+
+        cfg = tmp_path / "steps.toml"
+        cfg.write_text(f'[quality]\nmodel = "{out}"\nwillingness_to_pay = 0.05\n[accounting]\ndb = ""\n')
+        srv = serve(str(cfg), port=0, block=False, workers=2)
+        try:
+            with Client(srv.target, timeout=10) as c:
+                c.wait_ready(5)
+                for step, local in (("plan", d_plan), ("extract", d_extract)):
+                    remote = c.route(text, models=PAIR, step=step, no_cache=True)
+                    assert (remote.model, remote.step) == (local.model, step)
+                    assert remote.predicted_quality == pytest.approx(local.predicted_quality)
+        finally:
+            srv.stop(0)
     # Cross-validated, the steps are what tells the cheap model's failures apart.
     res = {}
     for extra in ([], ["--by-group"]):

@@ -190,6 +190,10 @@ def _expected_fields(d: Any, did: str, overhead: float) -> Dict[str, Any]:
         "semantic_entry": d.semantic_entry,
         "predicted_quality": d.predicted_quality,
         "willingness_to_pay": d.willingness_to_pay,
+        "agent": d.agent,
+        "workflow": d.workflow,
+        "step": d.step,
+        "budget_action": d.budget_action,
     }
 
 
@@ -222,6 +226,10 @@ def test_wire_encoding_matches_the_decision_field_by_field(local: routerx.Router
         r.route("Prove the Riemann hypothesis in full detail.", latency_budget_ms=1, max_cost_usd=1e-9),  # best effort
         r.route([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Write a SQL query counting orders per customer."}]),
     ]
+    # Labels, and a budget that only warns.
+    r.set_budget("agent:wire-bot", tokens_per_hour=10, action="warn")
+    cases.append(r.route("Summarize the meeting notes in three bullet points.", agent="wire-bot", workflow="triage", step="summarize"))
+    assert (cases[-1].step, cases[-1].budget_action) == ("summarize", "warn")
     assert {c.cache for c in cases} == {"miss", "exact", "bypass"} and not cases[3].within_budget and cases[0].fallbacks
     for i, c in enumerate(cases):
         m = pb.Decision.FromString(c.wire(f"id-{i}", 12.5))
@@ -240,7 +248,20 @@ def test_wire_encoding_matches_the_decision_field_by_field(local: routerx.Router
 
     big = cases[0].wire("y" * 300, 1.0)  # over 127 bytes: a multi-byte length
     b = pb.RouteBatchResponse.FromString(batch_wire([c.wire(str(i), 1.0) for i, c in enumerate(cases)] + [big]))
-    assert [x.decision_id for x in b.decisions] == ["0", "1", "2", "3", "4", "y" * 300]
+    assert [x.decision_id for x in b.decisions] == ["0", "1", "2", "3", "4", "5", "y" * 300]
+    # The client's decision carries every attribute of the in-process one.
+    import dataclasses
+
+    from routerx.router import DECISION_FIELDS
+
+    remote = RemoteDecision.from_pb(pb.Decision.FromString(cases[-1].wire("z", 1.0, language=True)))
+    assert set(DECISION_FIELDS) <= {f.name for f in dataclasses.fields(RemoteDecision)}
+    for f in DECISION_FIELDS:
+        want = getattr(cases[-1], f)
+        if f in ("complexity", "confidence", "required_quality") and want is not None:
+            want = float(np.float32(want))  # float on the wire
+        assert getattr(remote, f) == (list(map(dict, want)) if f == "fallbacks" else want), f
+    assert (remote.agent, remote.workflow, remote.step, remote.budget_action) == ("wire-bot", "triage", "summarize", "warn")
 
 
 def test_route_parity_with_in_process(client: Client, local: routerx.Router) -> None:

@@ -96,6 +96,11 @@ class RemoteDecision:
     #: The learned router's p̂ for the chosen model, and the willingness to pay it maximised value at.
     predicted_quality: Optional[float] = None
     willingness_to_pay: Optional[float] = field(default=None, repr=False)
+    #: The request's labels, and what a budget did to the decision ("downgrade", "warn").
+    agent: Optional[str] = field(default=None, repr=False)
+    workflow: Optional[str] = field(default=None, repr=False)
+    step: Optional[str] = field(default=None, repr=False)
+    budget_action: Optional[str] = None
 
     @classmethod
     def from_pb(cls, m: pb.Decision) -> "RemoteDecision":
@@ -142,6 +147,10 @@ class RemoteDecision:
             semantic_entry=opt("semantic_entry"),
             predicted_quality=opt("predicted_quality"),
             willingness_to_pay=opt("willingness_to_pay"),
+            agent=opt("agent"),
+            workflow=opt("workflow"),
+            step=opt("step"),
+            budget_action=opt("budget_action"),
         )
 
 

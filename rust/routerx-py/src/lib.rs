@@ -465,6 +465,10 @@ impl PyDecision {
             semantic_entry: self.semantic_entry(),
             predicted_quality: self.predicted_quality(),
             willingness_to_pay: self.willingness_to_pay(),
+            agent: self.agent().map(str::to_owned),
+            workflow: self.workflow().map(str::to_owned),
+            step: self.step().map(str::to_owned),
+            budget_action: self.budget_action().map(str::to_owned),
         };
         msg.to_bytes()
     }

@@ -89,6 +89,14 @@ pub struct Decision {
     pub predicted_quality: Option<f32>,
     #[prost(double, optional, tag = "29")]
     pub willingness_to_pay: Option<f64>,
+    #[prost(string, optional, tag = "30")]
+    pub agent: Option<String>,
+    #[prost(string, optional, tag = "31")]
+    pub workflow: Option<String>,
+    #[prost(string, optional, tag = "32")]
+    pub step: Option<String>,
+    #[prost(string, optional, tag = "33")]
+    pub budget_action: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]

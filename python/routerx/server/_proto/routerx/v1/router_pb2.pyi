@@ -119,7 +119,7 @@ class Fallback(_message.Message):
     def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., quality: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us", "similarity", "semantic_entry", "predicted_quality", "willingness_to_pay")
+    __slots__ = ("decision_id", "model", "provider", "tier", "cache", "cached_response", "entry_id", "entry_age_s", "tenant", "category", "complexity", "confidence", "language", "input_tokens", "predicted_output_tokens", "predicted_cost_usd", "predicted_latency_ms", "cost_avoided_usd", "required_quality", "within_budget", "violations", "fallbacks", "reason", "route_ns", "overhead_us", "similarity", "semantic_entry", "predicted_quality", "willingness_to_pay", "agent", "workflow", "step", "budget_action")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,10 @@ class Decision(_message.Message):
     SEMANTIC_ENTRY_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_QUALITY_FIELD_NUMBER: _ClassVar[int]
     WILLINGNESS_TO_PAY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_ACTION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -178,7 +182,11 @@ class Decision(_message.Message):
     semantic_entry: int
     predicted_quality: float
     willingness_to_pay: float
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ..., similarity: _Optional[float] = ..., semantic_entry: _Optional[int] = ..., predicted_quality: _Optional[float] = ..., willingness_to_pay: _Optional[float] = ...) -> None: ...
+    agent: str
+    workflow: str
+    step: str
+    budget_action: str
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., cache: _Optional[_Union[CacheOutcome, str]] = ..., cached_response: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_age_s: _Optional[float] = ..., tenant: _Optional[str] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., input_tokens: _Optional[int] = ..., predicted_output_tokens: _Optional[int] = ..., predicted_cost_usd: _Optional[float] = ..., predicted_latency_ms: _Optional[float] = ..., cost_avoided_usd: _Optional[float] = ..., required_quality: _Optional[float] = ..., within_budget: _Optional[bool] = ..., violations: _Optional[_Iterable[str]] = ..., fallbacks: _Optional[_Iterable[_Union[Fallback, _Mapping]]] = ..., reason: _Optional[str] = ..., route_ns: _Optional[int] = ..., overhead_us: _Optional[float] = ..., similarity: _Optional[float] = ..., semantic_entry: _Optional[int] = ..., predicted_quality: _Optional[float] = ..., willingness_to_pay: _Optional[float] = ..., agent: _Optional[str] = ..., workflow: _Optional[str] = ..., step: _Optional[str] = ..., budget_action: _Optional[str] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
     __slots__ = ("decision_id", "response_text", "input_tokens", "output_tokens", "latency_ms", "ok", "outcome")

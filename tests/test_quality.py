@@ -146,6 +146,14 @@ def test_by_group_learns_what_each_workflow_step_needs(tmp_path: Path, capsys: p
     capsys.readouterr()
     assert cli(["train", "--data", str(data), "--by-group", "--out", str(tmp_path / "x.json")]) == 2
     assert "--by-group needs a group column" in capsys.readouterr().err
+    # Rows without a step (traffic that gave none) are allowed: they get no offset.
+    mixed = tmp_path / "mixed.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for r in rows[:16]:
+        r.pop("step")
+    mixed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli(["train", "--data", str(mixed), "--group-column", "step", "--by-group", "--out", str(tmp_path / "m.json")]) == 0
+    assert set(json.loads((tmp_path / "m.json").read_text())["groups"]) == {"plan", "extract"}
 
 
 def test_the_knob_moves_along_the_curve(artefact: Path) -> None:

@@ -260,10 +260,10 @@ def cross_val_predict(data: OutcomeSet, x: Any, k: int = 5, seed: int = 0, l2: O
     """Out-of-fold p̂ (n, m): each prompt predicted by a model trained without its fold (with
     ``by_group``, on the embedding and the prompt's group, as ``routerx train --by-group``)."""
     np = _np()
-    from .model import DEFAULT_L2, fit, group_columns, predict
+    from .model import DEFAULT_L2, fit, group_columns, group_names, predict
 
     if by_group:
-        x = np.hstack([x, group_columns(data.groups, sorted(set(data.groups)))])
+        x = np.hstack([x, group_columns(data.groups, group_names(data.groups))])
     p = np.zeros(data.quality.shape)
     for test in folds(len(data), k, seed, data.groups):
         train = np.setdiff1d(np.arange(len(data)), test)

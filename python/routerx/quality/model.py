@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tupl
 from ..errors import ConfigError
 from .data import OutcomeSet, _np
 
-__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "atomic_write", "embed_prompts", "fit", "group_columns", "train", "save_artefact", "tail"]
+__all__ = ["FORMAT", "VERSION", "EMBEDDERS", "DEFAULT_EMBEDDER", "DEFAULT_TAIL_CHARS", "atomic_write", "embed_prompts", "fit", "group_columns", "group_names", "train", "save_artefact", "tail"]
 
 FORMAT = "routerx-quality"
 #: Written without groups (read by every routerx core); with groups, ``GROUPS_VERSION``.
@@ -117,6 +117,14 @@ def fit(x: Any, q: Any, l2: float = DEFAULT_L2, iters: int = 25) -> Tuple[Any, A
     return w, b
 
 
+def group_names(groups: Sequence[str]) -> List[str]:
+    """The groups that get offsets: every non-empty one, unless all rows share a single group
+    (then its offset would only restate the bias). Rows without a group (traffic without a step)
+    get none, as such requests do at run time."""
+    names = sorted(set(groups) - {""})
+    return [] if len(names) == 1 and "" not in groups else names
+
+
 def group_columns(groups: Sequence[str], names: Sequence[str]) -> Any:
     """One-hot (n, len(names)) of each row's group among ``names`` (all zero for another group)."""
     np = _np()
@@ -142,9 +150,9 @@ def train(data: OutcomeSet, embedder: str = DEFAULT_EMBEDDER, l2: float = DEFAUL
     if not (l2 > 0 and np.isfinite(l2)):
         raise ConfigError(f"l2 must be a finite number > 0, got {l2!r}", field="l2")
     x, model_id = embed_prompts(data.prompts, embedder, tail_chars)
-    names = sorted(set(data.groups)) if by_group else []
-    if by_group and (len(names) < 2 or "" in names):
-        raise ConfigError(f"{data.source}: --by-group needs a group column with at least two non-empty groups (found {len(names)})", field="by_group")
+    names = group_names(data.groups) if by_group else []
+    if by_group and not names:
+        raise ConfigError(f"{data.source}: --by-group needs a group column that splits the prompts (rows without a group are allowed; they get no offset)", field="by_group")
     dim = x.shape[1]
     w, b = fit(np.hstack([x, group_columns(data.groups, names)]) if names else x, data.quality, l2)
     labelled = (~np.isnan(data.quality)).sum(0)

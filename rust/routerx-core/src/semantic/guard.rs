@@ -636,7 +636,7 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     /// "JavaScript" vs "JS", "macOS" vs "mac": the same lexicon member.
     fn synonym(i: &Ident, other: &Signature) -> bool {
         lexicon().words.get(&i.hash).is_some_and(|w| {
-            w.lex.iter().any(|&(k, c)| c == Cond::Always && other.lex.binary_search_by_key(&k, |h| h.key).is_ok())
+            w.lex.iter().any(|&(k, c)| c != Cond::AfterNumber && other.lex.binary_search_by_key(&k, |h| h.key).is_ok())
         })
     }
     let (xq, xc) = diff(&q.idents, &c.idents, |i| &*i.text);
@@ -1329,7 +1329,9 @@ impl Builder {
             if i.neg {
                 self.negations = self.negations.saturating_add(1);
             }
-            self.record_lex(i, after_number, title_form && !ss);
+            // "US" is the country wherever it stands; "us" and "Us" are the pronoun.
+            let all_caps = letters >= 2 && sh.upper == letters;
+            self.record_lex(i, after_number, (title_form && !ss) || all_caps);
         }
         self.note_hashed(lower, h, stop);
         if lower.len() >= 6 && lower != "unless" && lower.bytes().all(|b| b.is_ascii_lowercase()) {
@@ -2325,7 +2327,7 @@ const GROUPS: &[&[&str]] = &[
         "scotland",
         "wales",
         "uk|britain",
-        "usa|america",
+        "usa|america|^us",
         "canada",
         "mexico",
         "brazil",
@@ -2715,6 +2717,8 @@ mod tests {
         ("Why is an iPhone more expensive than a Pixel?", "Why is a Pixel more expensive than an iPhone?"),
         ("Are cats less loyal than dogs?", "Are dogs less loyal than cats?"),
         ("Is Rs 500 enough for a day in Goa?", "Is $500 enough for a day in Goa?"),
+        ("Why is the US so rich?", "Why is the UK so rich?"),
+        ("Can you tell us about Canada?", "Can you tell me about America?"),
         // Giving and receiving (also Quora's).
         ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
         ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
@@ -2730,6 +2734,10 @@ mod tests {
         // "Rs" is the rupee, not a name (33 Quora duplicates were refused on it).
         ("Why were Rs. 500 notes banned?", "Why were 500 rupee notes banned?"),
         ("Which is the best laptop under Rs 25000?", "Which laptop is best under 25000 INR?"),
+        // "US" is the country in capitals only ("tell us" is the pronoun).
+        ("Why did the US attack Iraq?", "Why did the USA attack Iraq?"),
+        ("Why does America support Israel?", "Why does the US support Israel?"),
+        ("Tell us a joke about the USA", "Tell me a joke about America"),
         ("Why is an iPhone more expensive than a Samsung phone?", "Why does an iPhone cost more than a Samsung phone?"),
         ("How do I convert a PDF to HTML?", "What is the best way to turn a PDF into HTML?"),
         ("How do I reset my password?", "how can i reset my password"),

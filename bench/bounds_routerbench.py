@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import itertools
 import re
-import sys
 from collections import Counter
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from routerx.quality.data import OutcomeSet, data_root
+from routerx.quality.data import OutcomeSet, load_named, routerbench_rows
 from routerx.quality.evaluate import by_group_quality, concave_envelope
 
 STRONG = "gpt-4-1106-preview"
@@ -45,25 +43,12 @@ def _letter(text: str) -> Optional[str]:
 
 
 def _load() -> tuple[OutcomeSet, List[Dict[str, Optional[str]]]]:
-    csv.field_size_limit(1 << 30)
-    files = sorted((data_root() / "routerbench-routerdc-subset").glob("*_train.csv"))
-    if not files:
-        sys.exit("RouterBench CSVs not found under ../shared/data (set ROUTERX_DATA)")
-    seen, models = set(), []
-    prompts, groups, q, c, answers = [], [], [], [], []
-    for f in files:
-        with open(f, newline="") as fh:
-            for row in csv.DictReader(fh):
-                models = models or [k for k in row if k and f"{k}|total_cost" in row]
-                if row["sample_id"] in seen or any(row[m] in ("", "nan") for m in models):
-                    continue  # as `routerx eval`: duplicates, and rows missing a model's score
-                seen.add(row["sample_id"])
-                prompts.append(row["prompt"])
-                groups.append(row["eval_name"])
-                q.append([float(row[m]) for m in models])
-                c.append([float(row[f"{m}|total_cost"]) for m in models])
-                answers.append({m: _letter(ast.literal_eval(row[f"{m}|model_response"])[0] or "") for m in models})
-    return OutcomeSet(prompts, models, np.array(q), np.array(c), groups, "routerbench"), answers
+    """The outcome set as ``routerx eval`` reads it (prompts missing a model's score left out) and,
+    row for row, each model's multiple-choice letter."""
+    data = load_named("routerbench")
+    answers = [{m: _letter(ast.literal_eval(row[f"{m}|model_response"])[0] or "") for m in models} for _, row, models in routerbench_rows()]
+    keep = [i for i in range(len(data)) if not np.isnan(data.quality[i]).any()]
+    return data.subset(keep), [answers[i] for i in keep]
 
 
 def _cascades(data: OutcomeSet, answers: List[Dict[str, Optional[str]]]) -> OutcomeSet:

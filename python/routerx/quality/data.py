@@ -268,25 +268,14 @@ def load_named(name: str, root: Optional[Path] = None) -> OutcomeSet:
     np = _np()
     root = root or data_root()
     if name == "routerbench":
-        d = root / "routerbench-routerdc-subset"
-        files = sorted(d.glob("*_train.csv"))
-        if not files:
-            raise ConfigError(f"{d}: RouterBench CSVs not found (set ${DATA_ROOT_ENV})", file=str(d))
-        seen: Dict[str, int] = {}
         models: List[str] = []
         prompts, groups, q, c = [], [], [], []
-        for f in files:
-            for i, row in _rows(f):
-                if not models:
-                    models = [k for k in row if k and f"{k}|total_cost" in row]
-                if row.get(models[0], "") in ("", "nan") or row["sample_id"] in seen:
-                    continue  # SOURCE.md: rows without scores duplicate a scored row
-                seen[row["sample_id"]] = 1
-                parts = ast.literal_eval(row["prompt"])
-                prompts.append("\n".join(parts) if isinstance(parts, list) else str(parts))
-                groups.append(row["eval_name"])
-                q.append([_score(row[m], f"{f}:{i}", 1.0) for m in models])
-                c.append([float(row[f"{m}|total_cost"]) for m in models])
+        for where, row, models in routerbench_rows(root):
+            parts = ast.literal_eval(row["prompt"])
+            prompts.append("\n".join(parts) if isinstance(parts, list) else str(parts))
+            groups.append(row["eval_name"])
+            q.append([_score(row[m], where, 1.0) for m in models])
+            c.append([float(row[f"{m}|total_cost"]) for m in models])
         return OutcomeSet(prompts, models, np.array(q), np.array(c), groups, "routerbench")
     if name == "mmlu":
         d = root / "routellm-evals" / "mmlu"
@@ -326,6 +315,26 @@ def load_named(name: str, root: Optional[Path] = None) -> OutcomeSet:
             q.append([sum(scores[(qid, m)]) / len(scores[(qid, m)]) / 10.0 for m in models])
         return OutcomeSet(prompts, models, np.array(q), _list_price_costs(prompts, models), groups, "mt-bench")
     raise ConfigError(f"unknown data set {name!r} (known: {', '.join(NAMED)}; or give a .csv/.jsonl path)", file=name)
+
+
+def routerbench_rows(root: Optional[Path] = None) -> Iterator[Tuple[str, Mapping[str, Any], List[str]]]:
+    """The RouterBench subset's rows as ``load_named("routerbench")`` keeps them, in its order:
+    (where, row, model columns), duplicates and score-less rows dropped. For readers that need
+    more of a row than the outcome set holds (the models' answers)."""
+    d = (root or data_root()) / "routerbench-routerdc-subset"
+    files = sorted(d.glob("*_train.csv"))
+    if not files:
+        raise ConfigError(f"{d}: RouterBench CSVs not found (set ${DATA_ROOT_ENV})", file=str(d))
+    seen: set[str] = set()
+    models: List[str] = []
+    for f in files:
+        for i, row in _rows(f):
+            if not models:
+                models = [k for k in row if k and f"{k}|total_cost" in row]
+            if row.get(models[0], "") in ("", "nan") or row["sample_id"] in seen:
+                continue  # SOURCE.md: rows without scores duplicate a scored row
+            seen.add(row["sample_id"])
+            yield f"{f}:{i}", row, models
 
 
 def _contaminated(path: Path) -> set[str]:

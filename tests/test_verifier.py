@@ -159,3 +159,72 @@ def test_two_hidden_layers_learn_and_early_stopping_keeps_the_best_epoch() -> No
     assert [w.shape for w, _ in model["layers"]] == [(16, 5), (8, 16), (1, 8)]
     assert ((mlp_scores(model, x) > 0.5) == y).mean() > 0.9
     assert 1 <= model["epoch"] <= 60
+
+
+def _template_pairs() -> List[Pair]:
+    """Pairs whose texts recur across pairs, as QQP's do: each question is paired with a
+    paraphrase and with a question about another action on the same thing."""
+    verbs = ["reset", "change", "delete", "recover", "update", "share"]
+    things = ["password", "email address", "account", "profile photo", "phone number", "username"]
+    out: List[Pair] = []
+    for i, v in enumerate(verbs):
+        for t in things:
+            q = f"How do I {v} my {t}?"
+            out.append(Pair(q, f"How can I {v} my {t}?", 1))
+            out.append(Pair(q, f"What is the way to {v} my {t}?", 1))
+            out.append(Pair(q, f"How do I {verbs[(i + 1) % len(verbs)]} my {t}?", 0))
+            out.append(Pair(f"How can I {v} my {t}?", f"How do I {verbs[(i + 2) % len(verbs)]} my {t}?", 0))
+    return out
+
+
+def test_splits_by_text_keep_texts_apart_and_by_pairs_sample_pairs() -> None:
+    from routerx.calibrate import split_pairs
+    from routerx.errors import ConfigError
+
+    pairs = _template_pairs()
+
+    def texts(idx: List[int]) -> set:
+        return {t for i in idx for t in (pairs[i].a, pairs[i].b)}
+
+    tr, te = split_pairs(pairs, 0.3, 0, "text")
+    assert sorted(tr + te) == list(range(len(pairs))) and te
+    assert not texts(tr) & texts(te)
+    tr, te = split_pairs(pairs, 0.3, 0, "pairs")
+    assert sorted(tr + te) == list(range(len(pairs)))
+    assert 0.15 < len(te) / len(pairs) < 0.45
+    assert texts(tr) & texts(te), "a random sample of pairs shares texts with the rest"
+    assert (tr, te) == split_pairs(pairs, 0.3, 0, "pairs"), "seeded"
+    assert te != split_pairs(pairs, 0.3, 1, "pairs")[1]
+    with pytest.raises(ConfigError, match="split must be one of text, pairs"):
+        split_pairs(pairs, 0.3, 0, "random")
+
+
+@pytest.mark.parametrize("split", ["text", "pairs"])
+def test_train_verifier_reports_its_split_and_loads_in_the_core(split: str, tmp_path: Path) -> None:
+    from routerx.calibrate import train_verifier
+
+    emb = load_minilm()
+    pairs = _template_pairs()
+    va, vb = emb.embed([p.a for p in pairs]), emb.embed([p.b for p in pairs])
+    v, rep = train_verifier(pairs, va, vb, emb.model_id, 0.9, test_fraction=0.3, hidden=8, epochs=30, split=split)
+    assert rep["split"] == split
+    assert rep["train_pairs"] + rep["validation_pairs"] + rep["test_pairs"] == len(pairs)
+    assert 0 < rep["threshold"] < 1
+    path = tmp_path / "v.rxsnap"
+    assert v.save(str(path)) > 0
+    r = routerx.Router({"semantic": {"enabled": True, "verifier": str(path)}}, db=None)
+    assert r.route("How do I reset my password?").cache == "miss"
+
+
+def test_cli_trains_on_a_split_of_pairs(tmp_path: Path, capsys: Any) -> None:
+    from routerx.cli import main
+
+    src = tmp_path / "pairs.json"
+    src.write_text(json.dumps([{"text_a": p.a, "text_b": p.b, "label": p.label} for p in _template_pairs()]))
+    out = tmp_path / "v.rxsnap"
+    assert main(["train-verifier", "--pairs", str(src), "--out", str(out), "--split", "pairs", "--epochs", "20", "--hidden", "8", "--target-precision", "0.9"]) == 0
+    text = capsys.readouterr().out
+    assert json.loads(text[: text.rindex("}") + 1])["split"] == "pairs"
+    assert out.is_file()
+    with pytest.raises(SystemExit):
+        main(["train-verifier", "--pairs", str(src), "--out", str(out), "--split", "random"])

@@ -265,6 +265,27 @@ def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple
     return train, test
 
 
+SPLITS = ("text", "pairs")
+
+
+def split_pairs(pairs: Sequence[Pair], test_fraction: float, seed: int, by: str = "text") -> Tuple[List[int], List[int]]:
+    """Train and test pair indices. ``by="text"``: no text on both sides (:func:`group_split`), the
+    strict measure of questions never seen. ``by="pairs"``: a seeded random sample of pairs, so a
+    held-out pair may share one text with training pairs, as new traffic shares questions with
+    labelled traffic (and as QQP's own held-out pairs do: about half their duplicates share a text
+    with the rest)."""
+    if by == "text":
+        return group_split(pairs, test_fraction, seed)
+    if by != "pairs":
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {by!r}", field="split")
+    rng = random.Random(seed)
+    train: List[int] = []
+    test: List[int] = []
+    for i in range(len(pairs)):
+        (test if rng.random() < test_fraction else train).append(i)
+    return train, test
+
+
 def pair_matrix(pairs: Sequence[Pair], va: Any, vb: Any) -> Any:
     """The verifier's feature rows of ``pairs`` (unit vectors ``va``/``vb``), computed by the core
     exactly as at lookup time."""
@@ -400,11 +421,13 @@ def train_verifier(
     seed: int = 0,
     guard: bool = True,
     balanced: bool = True,
+    split: str = "text",
 ) -> Tuple[Any, Dict[str, Any]]:
     """Trains a pair verifier on ``pairs`` (unit vectors ``va``/``vb`` of their texts) and reports
-    it on held-out pairs that share no text with the training pairs.
+    it on held-out pairs: by default pairs that share no text with the training pairs
+    (``split="pairs"``: a random sample of pairs, see :func:`split_pairs`).
 
-    A validation part of the training pairs (also split by text) picks the epoch (early stopping:
+    A validation part of the training pairs (split the same way) picks the epoch (early stopping:
     the one with the most recall at the target precision) and the acceptance threshold, so the
     held-out figures are those of the shipped threshold. ``balanced``: the target precision is that
     on balanced pairs (as many duplicates as non-duplicates, how duplicate-detection precision is
@@ -419,8 +442,8 @@ def train_verifier(
     pairs = list(pairs)
     x = pair_matrix(pairs, va, vb)
     y = np.array([p.label for p in pairs], dtype=np.int64)
-    train, test = group_split(pairs, test_fraction, seed)
-    fit_i, val_i = group_split([pairs[i] for i in train], 0.15, seed + 1)
+    train, test = split_pairs(pairs, test_fraction, seed, split)
+    fit_i, val_i = split_pairs([pairs[i] for i in train], 0.15, seed + 1, split)
     fit_i = [train[i] for i in fit_i]
     val_i = [train[i] for i in val_i]
     if min(y[fit_i].sum(), len(fit_i) - y[fit_i].sum(), y[test].sum()) < 1:
@@ -471,6 +494,7 @@ def train_verifier(
         "epochs": epochs,
         "epoch_chosen": model.get("epoch", epochs),
         "seed": seed,
+        "split": split,
         "guard": guard,
         "target_precision": target_precision,
         "target_on": "balanced pairs" if balanced else "the pairs' own mix",

@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--l2", type=float, default=None, help="weight decay")
     tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
     tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--split", choices=["text", "pairs"], default="text", help="held-out pairs: none sharing a text with training pairs (default), or a random sample of pairs (texts may recur, as in traffic)")
     tv.add_argument("--a", default="text_a")
     tv.add_argument("--b", default="text_b")
     tv.add_argument("--label", default="label")
@@ -226,7 +227,7 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
         kw["epochs"] = int(args.epochs)
     if args.l2 is not None:
         kw["l2"] = args.l2
-    v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, seed=args.seed, balanced=not args.natural_mix, **kw)
+    v, rep = train_verifier(pairs, va, vb, emb.model_id, args.target_precision, seed=args.seed, balanced=not args.natural_mix, split=args.split, **kw)
     v.save(args.out)
     rep.pop("_curves", None)
     print(json.dumps(rep, indent=2))
@@ -244,7 +245,7 @@ def _train_cross_encoder(args: argparse.Namespace, pairs: Any) -> int:
         kw["epochs"] = args.epochs
     if args.lr is not None:
         kw["lr"] = args.lr
-    _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, max_train_pairs=args.max_train_pairs, cosine=not args.no_cosine, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
+    _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, split=args.split, max_train_pairs=args.max_train_pairs, cosine=not args.no_cosine, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
     rep.pop("_scores", None)
     print(json.dumps(rep, indent=2))
     print(f"wrote {args.out}")

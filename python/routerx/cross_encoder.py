@@ -230,19 +230,21 @@ def train_cross_encoder(
     cosine: bool = True,
     eval_every: int = 400,
     seed: int = 0,
+    split: str = "text",
     threads: Optional[int] = None,
     log: Callable[[str], None] = print,
 ) -> Tuple[Any, Dict[str, Any]]:
     """Fine-tunes the sentence model as a cross-encoder on labelled ``pairs`` and writes it to
-    ``out``. The split is the pair verifier's (no text on both sides of train/test; a validation
-    part, also split by text, picks the checkpoint and the acceptance threshold); the held-out
+    ``out``. The split is the pair verifier's (``split``: by text, none on both sides of train/test,
+    or a random sample of pairs; a validation part, split the same way, picks the checkpoint and
+    the acceptance threshold); the held-out
     figures are the core's own scores of the written file. With ``cosine``, the score is calibrated
     on the validation pairs over the network's logit and the pair's cosine under the sentence model
     (which the cache's embedder must then be); otherwise over the logit alone. Seeded. Returns
     (``_core.CrossEncoder``, report)."""
     import numpy as np
 
-    from .calibrate import group_split
+    from .calibrate import split_pairs
 
     torch = _torch()
     if not 0 < target_precision < 1:
@@ -251,8 +253,8 @@ def train_cross_encoder(
         raise ConfigError("epochs, lr and batch must be positive", field="epochs")
     pairs = list(pairs)
     y = np.array([p.label for p in pairs], dtype=np.int64)
-    train, test = group_split(pairs, test_fraction, seed)
-    fit_i, val_i = group_split([pairs[i] for i in train], 0.15, seed + 1)
+    train, test = split_pairs(pairs, test_fraction, seed, split)
+    fit_i, val_i = split_pairs([pairs[i] for i in train], 0.15, seed + 1, split)
     fit = [train[i] for i in fit_i][: max_train_pairs or None]
     val = [train[i] for i in val_i]
     if min(y[fit].sum(), len(fit) - y[fit].sum(), y[test].sum(), len(test) - y[test].sum(), y[val].sum()) < 1:
@@ -377,6 +379,7 @@ def train_cross_encoder(
         "batch": batch,
         "max_tokens": max_tokens,
         "seed": seed,
+        "split": split,
         "target_precision": target_precision,
         "target_on": "balanced pairs",
         "threshold": threshold,

@@ -265,6 +265,7 @@ impl Signature {
                     };
                     b.word(op, false);
                 }
+                '&' => b.join(),
                 '$' => b.word("usd", false),
                 '€' => b.word("eur", false),
                 '£' => b.word("gbp", false),
@@ -977,6 +978,9 @@ struct Builder {
     /// following "pm" knows it follows a number.
     pending: Option<(String, bool)>,
     last_strong: Option<(u32, u64)>,
+    /// "and", "or" or "&" since the last strong number: numbers so joined are a set, not an
+    /// order ("500 and 1000 notes" is "1000 and 500 notes").
+    joined: bool,
     quote: Option<QuoteAcc>,
     n_alpha: u64,
     n_caps: u64,
@@ -1014,6 +1018,7 @@ impl Builder {
             acc: NumAcc::default(),
             pending: None,
             last_strong: None,
+            joined: false,
             quote: None,
             n_alpha: 0,
             n_caps: 0,
@@ -1290,6 +1295,9 @@ impl Builder {
         }
         let after_number = self.pending.is_some();
         self.commit();
+        if matches!(lower, "and" | "or" | "nor") {
+            self.joined = true;
+        }
 
         let stop = info.is_some_and(|i| i.stop);
         let sh = Shape::of(orig);
@@ -1414,6 +1422,13 @@ impl Builder {
         self.set_pending(value.to_string(), a.tokens == 1 && a.weak);
     }
 
+    /// "&": what follows is joined to what came before, as after "and".
+    fn join(&mut self) {
+        self.flush_acc();
+        self.commit();
+        self.joined = true;
+    }
+
     fn set_pending(&mut self, text: String, weak: bool) {
         self.commit();
         self.pending = Some((text, weak));
@@ -1425,11 +1440,12 @@ impl Builder {
         let h = self.note(&text, false);
         if !weak {
             if let Some((pi, ph)) = self.last_strong {
-                if idx - pi <= 3 && ph != h {
+                if idx - pi <= 3 && ph != h && !self.joined {
                     self.num_pairs.push((ph, h));
                 }
             }
             self.last_strong = Some((idx, h));
+            self.joined = false;
         }
         self.numbers.push(Num { text: text.into_boxed_str(), weak });
         self.role = 0;
@@ -2731,6 +2747,10 @@ mod tests {
     const PARAPHRASES: &[(&str, &str)] = &[
         ("Is Python better than Java for beginners?", "For beginners, is Python better than Java?"),
         ("Is Java more popular than Python?", "Is Java more widely used than Python?"),
+        // Numbers joined by "and" are a set: their order says nothing.
+        ("Why were 500 and 1000 rupee notes banned?", "Why were 1000 and 500 rupee notes banned?"),
+        ("How will the ban on Rs 500 & 1000 notes affect prices?", "How will the ban on 1000 and 500 rupee notes affect prices?"),
+        ("Is 5 or 7 a prime number?", "Is 7 or 5 a prime number?"),
         // "Rs" is the rupee, not a name (33 Quora duplicates were refused on it).
         ("Why were Rs. 500 notes banned?", "Why were 500 rupee notes banned?"),
         ("Which is the best laptop under Rs 25000?", "Which laptop is best under 25000 INR?"),

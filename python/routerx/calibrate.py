@@ -272,8 +272,8 @@ def split_pairs(pairs: Sequence[Pair], test_fraction: float, seed: int, by: str 
     """Train and test pair indices. ``by="text"``: no text on both sides (:func:`group_split`), the
     strict measure of questions never seen. ``by="pairs"``: a seeded random sample of pairs, so a
     held-out pair may share one text with training pairs, as new traffic shares questions with
-    labelled traffic (and as QQP's own held-out pairs do: about half their duplicates share a text
-    with the rest)."""
+    labelled traffic (in a random fourth of QQP's dev pairs, 46% of the duplicates share a text
+    with the other pairs)."""
     if by == "text":
         return group_split(pairs, test_fraction, seed)
     if by != "pairs":

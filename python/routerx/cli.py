@@ -8,6 +8,7 @@ import math
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from .calibrate import SPLITS
 from .demo import find_data_dir, format_report, load_prompts, run_demo, table
 from .errors import ConfigError, RouterxError
 from .policy.catalog import table_rows
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--l2", type=float, default=None, help="weight decay")
     tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
     tv.add_argument("--seed", type=int, default=0)
-    tv.add_argument("--split", choices=["text", "pairs"], default="text", help="held-out pairs: none sharing a text with training pairs (default), or a random sample of pairs (texts may recur, as in traffic)")
+    tv.add_argument("--split", choices=SPLITS, default="text", help="held-out pairs: none sharing a text with training pairs (default), or a random sample of pairs (texts may recur, as in traffic)")
     tv.add_argument("--a", default="text_a")
     tv.add_argument("--b", default="text_b")
     tv.add_argument("--label", default="label")

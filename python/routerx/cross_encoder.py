@@ -235,13 +235,13 @@ def train_cross_encoder(
     log: Callable[[str], None] = print,
 ) -> Tuple[Any, Dict[str, Any]]:
     """Fine-tunes the sentence model as a cross-encoder on labelled ``pairs`` and writes it to
-    ``out``. The split is the pair verifier's (``split``: by text, none on both sides of train/test,
-    or a random sample of pairs; a validation part, split the same way, picks the checkpoint and
-    the acceptance threshold); the held-out
-    figures are the core's own scores of the written file. With ``cosine``, the score is calibrated
-    on the validation pairs over the network's logit and the pair's cosine under the sentence model
-    (which the cache's embedder must then be); otherwise over the logit alone. Seeded. Returns
-    (``_core.CrossEncoder``, report)."""
+    ``out``. The split is the pair verifier's (``split``: by text, none on both sides of
+    train/test, or a random sample of pairs; a validation part, split the same way, picks the
+    checkpoint and the acceptance threshold); the held-out figures are the core's own scores of
+    the written file. With ``cosine``, the score is calibrated on the validation pairs over the
+    network's logit and the pair's cosine under the sentence model (which the cache's embedder
+    must then be); otherwise over the logit alone. Seeded. Returns (``_core.CrossEncoder``,
+    report)."""
     import numpy as np
 
     from .calibrate import split_pairs

@@ -4,7 +4,7 @@ PY ?= python3
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/routerx/target
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-rust test-python bench bench-rust serve lint
+.PHONY: help install demo test fmt-check test-rust test-python bench bench-rust serve
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,7 +19,10 @@ install: ## Build the Rust core and install routerx (editable, with test extras)
 demo: install ## Route 120 real prompts on the embedded default config and show the savings
 	routerx demo
 
-test: install test-rust test-python ## Everything CI runs: Rust tests, then Python tests
+test: fmt-check install test-rust test-python ## Everything CI runs: format check, Rust tests, then Python tests
+
+fmt-check: ## Rust formatting as rustfmt.toml sets it (skipped where rustfmt is not installed)
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else echo "rustfmt not installed: format check skipped"; fi
 
 test-rust: ## cargo tests of the core, sentence embedder included (feature embed)
 	ROUTERX_PYTHON=$(PY) cargo test -p routerx-core --features embed --quiet

@@ -7,10 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = root.join("../../protos");
     let vendored = root.join("proto");
     let fds = protox::compile(["routerx/v1/router.proto", "grpc/health/v1/health.proto"], [protos.as_path(), vendored.as_path()])?;
-    tonic_prost_build::configure()
-        .build_server(false)
-        .build_transport(false)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().build_server(false).build_transport(false).compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", protos.join("routerx/v1/router.proto").display());
     println!("cargo:rerun-if-changed={}", vendored.join("grpc/health/v1/health.proto").display());
     Ok(())

@@ -225,7 +225,8 @@ impl Ledger {
     /// successive drains always add up to the cumulative totals, so nothing is lost or counted twice.
     pub fn drain_deltas(&self) -> Vec<(LedgerKey, Totals)> {
         let _g = self.drain_lock.lock();
-        let cells: Vec<(LedgerKey, Arc<Cell>)> = self.cells.iter().filter(|e| e.value().dirty.load(Acquire)).map(|e| (e.key().clone(), e.value().clone())).collect();
+        let cells: Vec<(LedgerKey, Arc<Cell>)> =
+            self.cells.iter().filter(|e| e.value().dirty.load(Acquire)).map(|e| (e.key().clone(), e.value().clone())).collect();
         let mut out = Vec::with_capacity(cells.len());
         for (k, c) in cells {
             c.dirty.store(false, Release);
@@ -262,12 +263,29 @@ mod tests {
     fn arithmetic_and_buckets() {
         let l = Ledger::new();
         let k = key("acme", "bot", "m");
-        l.record_call(&k, &Call { input_tokens: 10, output_tokens: 5, cost_nano: 1_000, avoided_routing_nano: -20, energy_mj: 7, latency_ms: 75.0, ok: true });
-        l.record_call(&k, &Call { input_tokens: 1, output_tokens: 2, cost_nano: 3, avoided_routing_nano: 50, energy_mj: 1, latency_ms: 1e9, ok: false });
+        l.record_call(
+            &k,
+            &Call {
+                input_tokens: 10,
+                output_tokens: 5,
+                cost_nano: 1_000,
+                avoided_routing_nano: -20,
+                energy_mj: 7,
+                latency_ms: 75.0,
+                ok: true,
+            },
+        );
+        l.record_call(
+            &k,
+            &Call { input_tokens: 1, output_tokens: 2, cost_nano: 3, avoided_routing_nano: 50, energy_mj: 1, latency_ms: 1e9, ok: false },
+        );
         l.record_hit(&k, 1_000);
         let t = l.total();
         assert_eq!((t.calls, t.cache_hits, t.errors, t.requests()), (2, 1, 1, 3));
-        assert_eq!((t.input_tokens, t.output_tokens, t.cost_nano, t.avoided_cache_nano, t.avoided_routing_nano, t.energy_mj), (11, 7, 1_003, 1_000, 30, 8));
+        assert_eq!(
+            (t.input_tokens, t.output_tokens, t.cost_nano, t.avoided_cache_nano, t.avoided_routing_nano, t.energy_mj),
+            (11, 7, 1_003, 1_000, 30, 8)
+        );
         assert_eq!(t.latency_buckets[1], 1);
         assert_eq!(t.latency_buckets[N_BUCKETS - 1], 1);
         assert_eq!(t.latency_us_sum, 75_000 + 1_000_000_000_000);
@@ -319,7 +337,18 @@ mod tests {
                         if i % 4 == 0 {
                             l.record_hit(&k, 3);
                         } else {
-                            l.record_call(&k, &Call { input_tokens: 2, output_tokens: 1, cost_nano: 7, avoided_routing_nano: 1, energy_mj: 1, latency_ms: 10.0, ok: i % 10 != 1 });
+                            l.record_call(
+                                &k,
+                                &Call {
+                                    input_tokens: 2,
+                                    output_tokens: 1,
+                                    cost_nano: 7,
+                                    avoided_routing_nano: 1,
+                                    energy_mj: 1,
+                                    latency_ms: 10.0,
+                                    ok: i % 10 != 1,
+                                },
+                            );
                         }
                     }
                 })

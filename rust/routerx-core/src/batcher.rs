@@ -315,13 +315,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 
     /// Queues `len` requests whose results go to `slot[start..start + len]`.
-    fn enqueue(
-        &self,
-        payload: Payload<Req>,
-        slot: &Arc<Slot<Resp>>,
-        start: usize,
-        len: usize,
-    ) -> Result<(), BatchError> {
+    fn enqueue(&self, payload: Payload<Req>, slot: &Arc<Slot<Resp>>, start: usize, len: usize) -> Result<(), BatchError> {
         let Some(tx) = &self.tx else { return Err(BatchError::Closed) };
         let c = &self.counters.submit;
         let before = c.queued.fetch_add(len, Relaxed);
@@ -452,7 +446,11 @@ fn worker_loop<Req, Resp>(
 }
 
 /// One handler call, counted; a panic or a wrong number of responses is a `Handler` error.
-fn call<Req, Resp>(handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync), reqs: Vec<Req>, counters: &WorkerCounters) -> Result<Vec<Resp>, BatchError> {
+fn call<Req, Resp>(
+    handler: &(dyn Fn(Vec<Req>) -> Vec<Resp> + Send + Sync),
+    reqs: Vec<Req>,
+    counters: &WorkerCounters,
+) -> Result<Vec<Resp>, BatchError> {
     let n = reqs.len();
     // Counted before anyone is answered, so a caller that has its response sees its batch in stats.
     counters.batches.fetch_add(1, Relaxed);
@@ -579,22 +577,13 @@ mod tests {
 
     #[test]
     fn zero_wait_runs_a_lone_request_on_the_callers_thread() {
-        let on_thread = |reqs: Vec<u64>| {
-            reqs.into_iter()
-                .map(|x| (x, thread::current().name() == Some("routerx-batcher")))
-                .collect::<Vec<_>>()
-        };
+        let on_thread =
+            |reqs: Vec<u64>| reqs.into_iter().map(|x| (x, thread::current().name() == Some("routerx-batcher"))).collect::<Vec<_>>();
         let b = Batcher::new(cfg(8, Duration::ZERO, 64), on_thread).unwrap();
         assert_eq!(b.submit(1), Ok((1, false)));
-        assert_eq!(
-            b.submit_many(vec![2, 3]),
-            vec![Ok((2, false)), Ok((3, false))]
-        );
+        assert_eq!(b.submit_many(vec![2, 3]), vec![Ok((2, false)), Ok((3, false))]);
         // More than one batch's worth goes through the worker, in chunks, still in order.
-        assert_eq!(
-            b.submit_many((0..20).collect()),
-            (0..20).map(|x| Ok((x, true))).collect::<Vec<_>>()
-        );
+        assert_eq!(b.submit_many((0..20).collect()), (0..20).map(|x| Ok((x, true))).collect::<Vec<_>>());
         let s = b.stats();
         assert_eq!((s.submitted, s.items, s.batches), (23, 23, 5));
         // A positive max_wait always goes through the worker, which may coalesce.
@@ -645,10 +634,7 @@ mod tests {
                         let x = t * 1_000_000 + i * 4;
                         if i % 3 == 0 {
                             let got = b.submit_many(vec![x, x + 1, x + 2]);
-                            assert_eq!(
-                                got,
-                                vec![Ok(answer(x)), Ok(answer(x + 1)), Ok(answer(x + 2))]
-                            );
+                            assert_eq!(got, vec![Ok(answer(x)), Ok(answer(x + 1)), Ok(answer(x + 2))]);
                         } else {
                             assert_eq!(b.submit(x), Ok(answer(x)));
                         }
@@ -656,9 +642,7 @@ mod tests {
                 })
             })
             .collect();
-        within(HANG, move || {
-            workers.into_iter().for_each(|w| w.join().unwrap())
-        });
+        within(HANG, move || workers.into_iter().for_each(|w| w.join().unwrap()));
         let s = b.stats();
         let total = THREADS * (PER_THREAD + 2 * PER_THREAD.div_ceil(3));
         assert_eq!((s.submitted, s.items, s.rejected_full), (total, total, 0));
@@ -671,9 +655,7 @@ mod tests {
         let workers: Vec<_> = (0..8u64)
             .map(|t| {
                 let b = Arc::clone(&b);
-                thread::spawn(move || {
-                    (0..100).for_each(|i| assert_eq!(b.submit(t * 1000 + i), Ok(answer(t * 1000 + i))))
-                })
+                thread::spawn(move || (0..100).for_each(|i| assert_eq!(b.submit(t * 1000 + i), Ok(answer(t * 1000 + i)))))
             })
             .collect();
         within(HANG, move || workers.into_iter().for_each(|w| w.join().unwrap()));
@@ -791,21 +773,13 @@ mod tests {
         let first = spawn(1);
         entered_rx.recv_timeout(HANG).expect("handler never ran");
         let second = spawn(2);
-        wait_until("the worker holding the second", || {
-            b.stats().submitted == 2 && b.counters.submit.queued.load(Relaxed) == 0
-        });
+        wait_until("the worker holding the second", || b.stats().submitted == 2 && b.counters.submit.queued.load(Relaxed) == 0);
         let queued = [spawn(3), spawn(4)];
         wait_until("two queued requests", || b.stats().submitted == 4);
         let start = Instant::now();
         assert_eq!(b.submit(5), Err(BatchError::Full(2)));
-        assert_eq!(
-            b.submit_many(vec![6, 7]),
-            vec![Err(BatchError::Full(2)), Err(BatchError::Full(2))]
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "a full queue blocked the caller"
-        );
+        assert_eq!(b.submit_many(vec![6, 7]), vec![Err(BatchError::Full(2)), Err(BatchError::Full(2))]);
+        assert!(start.elapsed() < Duration::from_secs(5), "a full queue blocked the caller");
         assert_eq!(b.stats().rejected_full, 3);
         for _ in 0..4 {
             release_tx.send(()).unwrap();
@@ -903,9 +877,7 @@ mod tests {
             .map(|t| {
                 let b = Arc::clone(&b);
                 thread::spawn(move || {
-                    (0..100).for_each(|i| {
-                        assert_eq!(b.submit(9_000_000 + t * 1000 + i), Ok(answer(9_000_000 + t * 1000 + i)))
-                    })
+                    (0..100).for_each(|i| assert_eq!(b.submit(9_000_000 + t * 1000 + i), Ok(answer(9_000_000 + t * 1000 + i))))
                 })
             })
             .collect();

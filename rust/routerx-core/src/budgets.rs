@@ -34,7 +34,9 @@ pub struct Scope {
 
 impl Scope {
     pub fn parse(s: &str) -> Result<Scope> {
-        let (k, name) = s.split_once(':').ok_or_else(|| Error::invalid_constraint("scope", format!("{s:?}: expected tenant:NAME, agent:NAME or workflow:NAME")))?;
+        let (k, name) = s
+            .split_once(':')
+            .ok_or_else(|| Error::invalid_constraint("scope", format!("{s:?}: expected tenant:NAME, agent:NAME or workflow:NAME")))?;
         let kind = match k {
             "tenant" => ScopeKind::Tenant,
             "agent" => ScopeKind::Agent,
@@ -458,7 +460,11 @@ impl Budgets {
             (None, None) => 0,
         };
         new.charge(now, carried);
-        let mut v: Vec<Arc<Limit>> = cur.iter().filter(|l| !(l.spec.scope == spec.scope && l.spec.window == spec.window && l.spec.metric == spec.metric)).cloned().collect();
+        let mut v: Vec<Arc<Limit>> = cur
+            .iter()
+            .filter(|l| !(l.spec.scope == spec.scope && l.spec.window == spec.window && l.spec.metric == spec.metric))
+            .cloned()
+            .collect();
         v.push(new);
         v.sort_by(|a, b| (&a.spec.scope, a.spec.window, a.spec.metric).cmp(&(&b.spec.scope, b.spec.window, b.spec.metric)));
         self.limits.store(Arc::new(v));
@@ -469,7 +475,11 @@ impl Budgets {
     pub fn remove(&self, scope: &Scope, window: Option<Window>, metric: Option<Metric>) -> usize {
         let _g = self.edit.lock();
         let cur = self.limits.load_full();
-        let keep: Vec<Arc<Limit>> = cur.iter().filter(|l| !(l.spec.scope == *scope && window.is_none_or(|w| w == l.spec.window) && metric.is_none_or(|m| m == l.spec.metric))).cloned().collect();
+        let keep: Vec<Arc<Limit>> = cur
+            .iter()
+            .filter(|l| !(l.spec.scope == *scope && window.is_none_or(|w| w == l.spec.window) && metric.is_none_or(|m| m == l.spec.metric)))
+            .cloned()
+            .collect();
         let n = cur.len() - keep.len();
         self.limits.store(Arc::new(keep));
         n
@@ -500,7 +510,13 @@ impl Budgets {
 
     /// Reserves `usd_nano` and `tokens` against every limit, all or nothing. On failure, names the
     /// most severe action among the limits that cannot take the amount.
-    pub fn try_reserve(&self, limits: &[Arc<Limit>], usd_nano: u64, tokens: u64, now: f64) -> std::result::Result<Arc<Reservation>, Exceeded> {
+    pub fn try_reserve(
+        &self,
+        limits: &[Arc<Limit>],
+        usd_nano: u64,
+        tokens: u64,
+        now: f64,
+    ) -> std::result::Result<Arc<Reservation>, Exceeded> {
         let mut parts = Vec::with_capacity(limits.len());
         for l in limits {
             let amount = l.amount(usd_nano, tokens);

@@ -178,12 +178,16 @@ impl Classifier {
 
     /// Parses and checks a model file; `source` names it in every error.
     pub fn from_json(text: &str, source: &str) -> Result<Classifier> {
-        let m: ModelFile = serde_json::from_str(text).map_err(|e| Error::config(source, format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        let m: ModelFile =
+            serde_json::from_str(text).map_err(|e| Error::config(source, format!("line {}, column {}: {e}", e.line(), e.column())))?;
         if m.format != MODEL_FORMAT {
             return Err(Error::config(source, format!("format is {:?}, expected {MODEL_FORMAT:?}", m.format)));
         }
         if m.version != MODEL_VERSION {
-            return Err(Error::config(source, format!("version {} is not supported (this build reads version {MODEL_VERSION})", m.version)));
+            return Err(Error::config(
+                source,
+                format!("version {} is not supported (this build reads version {MODEL_VERSION})", m.version),
+            ));
         }
         let mut names: Vec<String> = BASE_FEATURES.iter().map(|s| s.to_string()).collect();
         let lex_offset = names.len();

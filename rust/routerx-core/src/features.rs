@@ -195,10 +195,7 @@ mod tests {
     fn chat_framing_is_counted() {
         let req = Request {
             tenant: "t".into(),
-            messages: vec![
-                Message { role: Role::System, content: "You are terse.".into() },
-                Message::user("hello world"),
-            ],
+            messages: vec![Message { role: Role::System, content: "You are terse.".into() }, Message::user("hello world")],
             ..Default::default()
         };
         let f = Features::extract(&req);

@@ -136,7 +136,16 @@ impl PolicyTable {
     /// only when the caller gives `min_quality`; among fitting candidates the most expected
     /// value `wtp × quality − cost` wins (then the cheaper, then the faster).
     #[allow(clippy::too_many_arguments)]
-    pub fn choose_with(&self, category: Category, complexity: f32, input_tokens: u32, output_tokens: u32, c: &Constraints, predicted: Option<&[Option<f32>]>, wtp: Option<f64>) -> Result<Choice> {
+    pub fn choose_with(
+        &self,
+        category: Category,
+        complexity: f32,
+        input_tokens: u32,
+        output_tokens: u32,
+        c: &Constraints,
+        predicted: Option<&[Option<f32>]>,
+        wtp: Option<f64>,
+    ) -> Result<Choice> {
         let required = match wtp {
             Some(_) => c.min_quality.unwrap_or(0.0) as f32,
             None => self.required_quality(complexity, c),
@@ -176,7 +185,9 @@ impl PolicyTable {
             }
             scored.push((s, v, excess));
         }
-        let by_cost = |a: &Scored, b: &Scored| a.cost_usd.total_cmp(&b.cost_usd).then(a.latency_ms.total_cmp(&b.latency_ms)).then(a.candidate.cmp(&b.candidate));
+        let by_cost = |a: &Scored, b: &Scored| {
+            a.cost_usd.total_cmp(&b.cost_usd).then(a.latency_ms.total_cmp(&b.latency_ms)).then(a.candidate.cmp(&b.candidate))
+        };
         let feasible = scored.iter().filter(|s| s.1 == 0).count() as u32;
         let value = |s: &Scored| wtp.unwrap_or(0.0) * s.quality as f64 - s.cost_usd;
         let pick = if feasible > 0 && wtp.is_some() {
@@ -194,7 +205,10 @@ impl PolicyTable {
         };
         let Some(&(chosen, violations, _)) = pick else {
             return Err(Error::NoRoute {
-                reason: format!("the request needs {} tokens, more than the context window of every allowed model", input_tokens as u64 + output_tokens as u64),
+                reason: format!(
+                    "the request needs {} tokens, more than the context window of every allowed model",
+                    input_tokens as u64 + output_tokens as u64
+                ),
             });
         };
         if violations != 0 && c.strict {
@@ -220,7 +234,15 @@ impl PolicyTable {
                 fallbacks.push(s.0);
             }
         }
-        Ok(Choice { chosen, fallbacks, required_quality: required, feasible, violations, willingness_to_pay: wtp, predicted: predicted.is_some() })
+        Ok(Choice {
+            chosen,
+            fallbacks,
+            required_quality: required,
+            feasible,
+            violations,
+            willingness_to_pay: wtp,
+            predicted: predicted.is_some(),
+        })
     }
 
     fn explain_infeasible(&self, violations: u8, required: f32, category: Category, c: &Constraints) -> String {

@@ -118,7 +118,16 @@ impl QualityModel {
             weights.extend_from_slice(&m.weights);
             bias.push(m.bias);
         }
-        Ok(QualityModel { embedder: f.embedder, embedder_id: f.embedder_id, dim: f.dim, tail_chars: f.tail_chars, names, weights, bias, groups: f.groups })
+        Ok(QualityModel {
+            embedder: f.embedder,
+            embedder_id: f.embedder_id,
+            dim: f.dim,
+            tail_chars: f.tail_chars,
+            names,
+            weights,
+            bias,
+            groups: f.groups,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -262,13 +271,22 @@ impl std::fmt::Debug for QualityRouter {
 impl QualityRouter {
     /// `catalog`: the policy table's model names in order; `aliases`: catalog name → artefact
     /// name where they differ. At least one catalog model must be covered.
-    pub fn new(model: QualityModel, embed: EmbedFn, catalog: &[String], aliases: &HashMap<String, String>, cfg: FeedbackConfig) -> Result<QualityRouter> {
+    pub fn new(
+        model: QualityModel,
+        embed: EmbedFn,
+        catalog: &[String],
+        aliases: &HashMap<String, String>,
+        cfg: FeedbackConfig,
+    ) -> Result<QualityRouter> {
         for (cat, art) in aliases {
             if !catalog.contains(cat) {
                 return Err(Error::config("quality.models", format!("{cat:?} is not a catalog model")));
             }
             if !model.names.contains(art) {
-                return Err(Error::config("quality.models", format!("{art:?} is not a model of the quality artefact (it has {})", model.names.join(", "))));
+                return Err(Error::config(
+                    "quality.models",
+                    format!("{art:?} is not a model of the quality artefact (it has {})", model.names.join(", ")),
+                ));
             }
         }
         let map: Vec<Option<usize>> = catalog
@@ -324,7 +342,10 @@ impl QualityRouter {
     pub fn predict_tail(&self, tail: &str, step: &str, tenant: &str) -> Result<Prediction> {
         let e = (self.embed)(tail)?;
         if e.len() != self.model.dim {
-            return Err(Error::config("quality", format!("the embedder gives {} dimensions, the artefact expects {}", e.len(), self.model.dim)));
+            return Err(Error::config(
+                "quality",
+                format!("the embedder gives {} dimensions, the artefact expects {}", e.len(), self.model.dim),
+            ));
         }
         Ok(self.predict_vector(&e, step, tenant))
     }
@@ -555,7 +576,9 @@ mod tests {
         let m = QualityModel::from_json(&artefact(4), "t").unwrap();
         let none = QualityRouter::new(m.clone(), axis_embedder(), &["z".into()], &HashMap::new(), FeedbackConfig::default()).unwrap_err();
         assert!(none.to_string().contains("match no catalog model"), "{none}");
-        let bad = QualityRouter::new(m, axis_embedder(), &["z".into()], &HashMap::from([("z".into(), "nope".into())]), FeedbackConfig::default()).unwrap_err();
+        let bad =
+            QualityRouter::new(m, axis_embedder(), &["z".into()], &HashMap::from([("z".into(), "nope".into())]), FeedbackConfig::default())
+                .unwrap_err();
         assert!(bad.to_string().contains("not a model of the quality artefact"), "{bad}");
     }
 

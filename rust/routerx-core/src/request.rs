@@ -97,10 +97,7 @@ impl Request {
         }
         let total = self.total_bytes();
         if total > max_bytes {
-            return Err(Error::invalid_request(
-                "messages",
-                format!("the prompt is {total} bytes, over the limit of {max_bytes} bytes"),
-            ));
+            return Err(Error::invalid_request("messages", format!("the prompt is {total} bytes, over the limit of {max_bytes} bytes")));
         }
         Ok(())
     }

@@ -35,7 +35,12 @@ pub struct CoreConfig {
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        CoreConfig { max_prompt_bytes: 4 << 20, cache: CacheConfig::default(), semantic: SemanticConfig::default(), single_flight: std::time::Duration::from_secs(10) }
+        CoreConfig {
+            max_prompt_bytes: 4 << 20,
+            cache: CacheConfig::default(),
+            semantic: SemanticConfig::default(),
+            single_flight: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -82,10 +87,15 @@ impl Compiled {
             None => {
                 let refm = table.reference_model;
                 let of_ref = || table.candidates.iter().filter(|c| c.model == refm);
-                of_ref().find(|c| c.tier == "gpu-standard").or_else(|| of_ref().next()).map(|c| (c.price_in, c.price_out)).unwrap_or((0.0, 0.0))
+                of_ref()
+                    .find(|c| c.tier == "gpu-standard")
+                    .or_else(|| of_ref().next())
+                    .map(|c| (c.price_in, c.price_out))
+                    .unwrap_or((0.0, 0.0))
             }
         };
-        let models: Vec<(Arc<str>, Arc<str>)> = table.models.iter().map(|m| (Arc::from(m.name.as_str()), Arc::from(m.provider.as_str()))).collect();
+        let models: Vec<(Arc<str>, Arc<str>)> =
+            table.models.iter().map(|m| (Arc::from(m.name.as_str()), Arc::from(m.provider.as_str()))).collect();
         let names = table
             .candidates
             .iter()
@@ -191,7 +201,13 @@ pub struct RouteOutcome {
 impl std::fmt::Debug for RouteOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (m, _, t) = self.names();
-        f.debug_struct("RouteOutcome").field("model", m).field("tier", t).field("cache_state", &self.cache_state).field("tenant", &self.tenant).field("budget", &self.budget).finish()
+        f.debug_struct("RouteOutcome")
+            .field("model", m)
+            .field("tier", t)
+            .field("cache_state", &self.cache_state)
+            .field("tenant", &self.tenant)
+            .field("budget", &self.budget)
+            .finish()
     }
 }
 
@@ -199,7 +215,14 @@ impl RouteOutcome {
     /// The ledger key of this decision's answer.
     pub fn ledger_key(&self) -> LedgerKey {
         let (m, _, t) = self.names();
-        LedgerKey { tenant: self.tenant.clone(), agent: self.agent.clone(), workflow: self.workflow.clone(), step: self.step.clone(), model: m.clone(), tier: t.clone() }
+        LedgerKey {
+            tenant: self.tenant.clone(),
+            agent: self.agent.clone(),
+            workflow: self.workflow.clone(),
+            step: self.step.clone(),
+            model: m.clone(),
+            tier: t.clone(),
+        }
     }
 
     /// (model, provider, tier) of the answer: the cached entry's, or the chosen candidate's.
@@ -239,7 +262,10 @@ impl RouteOutcome {
         match &self.budget {
             None => base,
             Some(b) => match (&b.action, &b.downgraded_from) {
-                (Action::Downgrade, Some((m, t))) => format!("{base}; budget downgrade: {} has no room for {m}/{t}, so the cheapest candidate meeting the minimum quality answers", b.limit),
+                (Action::Downgrade, Some((m, t))) => format!(
+                    "{base}; budget downgrade: {} has no room for {m}/{t}, so the cheapest candidate meeting the minimum quality answers",
+                    b.limit
+                ),
                 (Action::Downgrade, None) => format!("{base}; budget downgrade: {} has no room", b.limit),
                 _ => format!("{base}; budget warning: this request goes over {}", b.limit),
             },
@@ -458,7 +484,14 @@ impl Core {
     /// that is in `scope`, at least its category's threshold, compatible by the near-miss guard and good
     /// enough for the request's `min_quality`. `Ok(None)`: not served (nothing counted; the
     /// caller routes the request). Never called for `no_cache` requests.
-    pub fn route_semantic(&self, req: &Request, c: &Constraints, scope: u64, candidates: &[(u64, f32)], thresholds: &[f32; crate::classifier::N_CATEGORIES]) -> Result<Option<RouteOutcome>> {
+    pub fn route_semantic(
+        &self,
+        req: &Request,
+        c: &Constraints,
+        scope: u64,
+        candidates: &[(u64, f32)],
+        thresholds: &[f32; crate::classifier::N_CATEGORIES],
+    ) -> Result<Option<RouteOutcome>> {
         let t0 = Instant::now();
         // Best first: when the best is under every threshold nothing can be served, and the
         // query's guard signature need not be built.
@@ -615,9 +648,22 @@ impl Core {
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
         let (mut choice, predicted) = self.choose(req, &policy, &class, f.input_tokens, output_tokens, c)?;
         let quality = predicted.as_ref().map(|(p, _)| p.quality.as_slice());
-        let (reservation, budget) = self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, quality, &mut choice, now)?;
+        let (reservation, budget) =
+            self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, quality, &mut choice, now)?;
         let learned = predicted.map(|(p, text)| Learned { raw: p.raw, text });
-        let mut o = outcome(cache_state, Served::Routed(Routed { input_tokens: f.input_tokens, sample: prefix(req.last_user(), 256).to_owned(), class, output_tokens, choice, learned }), reservation, budget);
+        let mut o = outcome(
+            cache_state,
+            Served::Routed(Routed {
+                input_tokens: f.input_tokens,
+                sample: prefix(req.last_user(), 256).to_owned(),
+                class,
+                output_tokens,
+                choice,
+                learned,
+            }),
+            reservation,
+            budget,
+        );
         o.flight = flight;
         Ok(Some(o))
     }
@@ -625,7 +671,15 @@ impl Core {
     /// The policy's pick, with the learned router's per-request quality where one is installed for
     /// this catalog; without one (or when its embedder fails) the catalog's per-category quality
     /// decides (cold start).
-    fn choose(&self, req: &Request, policy: &Compiled, class: &Classification, input_tokens: u32, output_tokens: u32, c: &Constraints) -> Result<(Choice, Option<(crate::quality::Prediction, Arc<str>)>)> {
+    fn choose(
+        &self,
+        req: &Request,
+        policy: &Compiled,
+        class: &Classification,
+        input_tokens: u32,
+        output_tokens: u32,
+        c: &Constraints,
+    ) -> Result<(Choice, Option<(crate::quality::Prediction, Arc<str>)>)> {
         let q = self.quality.load();
         let pred = match q.as_ref() {
             Some(q) if q.catalog().len() == policy.table.models.len() => {
@@ -681,10 +735,14 @@ impl Core {
                 ex.limit.rejected.fetch_add(1, Relaxed);
                 Err(Error::BudgetExceeded {
                     scope: ex.limit.spec.scope.to_string(),
-                    message: format!("{limit}: no room for this request's predicted {} (${:.6}, {tokens} tokens)", {
-                        let n = &policy.names[choice.chosen.candidate as usize];
-                        format!("{}/{}", n.0, n.2)
-                    }, choice.chosen.cost_usd),
+                    message: format!(
+                        "{limit}: no room for this request's predicted {} (${:.6}, {tokens} tokens)",
+                        {
+                            let n = &policy.names[choice.chosen.candidate as usize];
+                            format!("{}/{}", n.0, n.2)
+                        },
+                        choice.chosen.cost_usd
+                    ),
                 })
             }
             Action::Warn => {
@@ -708,8 +766,12 @@ impl Core {
                     Ok(r) => r,
                     Err(_) => self.budgets.force_reserve(&limits, usd, tokens, now),
                 };
-                let changed = policy.names[choice.chosen.candidate as usize].0 != from.0 || policy.names[choice.chosen.candidate as usize].2 != from.1;
-                Ok((Some(r), Some(BudgetNote { action: Action::Downgrade, limit, downgraded_from: if changed { Some(from) } else { None } })))
+                let changed = policy.names[choice.chosen.candidate as usize].0 != from.0
+                    || policy.names[choice.chosen.candidate as usize].2 != from.1;
+                Ok((
+                    Some(r),
+                    Some(BudgetNote { action: Action::Downgrade, limit, downgraded_from: if changed { Some(from) } else { None } }),
+                ))
             }
         }
     }
@@ -718,12 +780,22 @@ impl Core {
     fn hit_meets_quality(&self, policy: &Compiled, e: &Entry, c: &Constraints) -> bool {
         match c.min_quality {
             None => true,
-            Some(q) => policy.table.model_index(&e.model).is_some_and(|m| policy.table.models[m as usize].quality[e.category.index()] as f64 >= q),
+            Some(q) => {
+                policy.table.model_index(&e.model).is_some_and(|m| policy.table.models[m as usize].quality[e.category.index()] as f64 >= q)
+            }
         }
     }
 
     /// Accounts a finished model call and stores its answer for later hits.
-    pub fn record(&self, o: &RouteOutcome, response: String, input_tokens: u32, output_tokens: u32, latency_ms: f64, ok: bool) -> Result<Recorded> {
+    pub fn record(
+        &self,
+        o: &RouteOutcome,
+        response: String,
+        input_tokens: u32,
+        output_tokens: u32,
+        latency_ms: f64,
+        ok: bool,
+    ) -> Result<Recorded> {
         if o.core_id != self.id {
             return Err(Error::invalid_request("decision", "was made by another Router"));
         }
@@ -793,7 +865,8 @@ impl Core {
             g.land(); // the answer is cached: waiters can take it
         }
         // The same answer under its semantic key, when the request was looked up semantically.
-        let semantic_id = o.pending.get().and_then(|(scope, query, vector)| self.semantic.insert(*scope, query.clone(), vector.clone(), entry, now));
+        let semantic_id =
+            o.pending.get().and_then(|(scope, query, vector)| self.semantic.insert(*scope, query.clone(), vector.clone(), entry, now));
         Ok(Recorded { cost_usd: cost, stored: true, semantic_id })
     }
 
@@ -860,7 +933,9 @@ mod tests {
             "models": [{"name": "small", "bias": 0.0, "weights": w(0)}, {"name": "big", "bias": 6.0, "weights": [0.0, 0.0]}]}).to_string();
         let embed: EmbedFn = Arc::new(|t: &str| Ok(if t.starts_with("easy") { vec![1.0, 0.0] } else { vec![0.0, 1.0] }));
         let names: Vec<String> = core.policy().table.models.iter().map(|m| m.name.clone()).collect();
-        let mut q = QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default()).unwrap();
+        let mut q =
+            QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default())
+                .unwrap();
         q.willingness_to_pay = Some(1.0);
         core.set_quality(Some(Arc::new(q)));
         let c = Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
@@ -888,9 +963,11 @@ mod tests {
         let core = core();
         let doc = serde_json::json!({"format": "routerx-quality", "version": 1, "embedder": "t", "embedder_id": "t@1", "dim": 2, "tail_chars": 64,
             "models": [{"name": "small", "bias": 0.0, "weights": [1.0, 0.0]}]}).to_string();
-        let embed: EmbedFn = Arc::new(|t: &str| if t.contains("boom") { Err(Error::config("embedder", "failed")) } else { Ok(vec![1.0, 0.0]) });
+        let embed: EmbedFn =
+            Arc::new(|t: &str| if t.contains("boom") { Err(Error::config("embedder", "failed")) } else { Ok(vec![1.0, 0.0]) });
         let names: Vec<String> = core.policy().table.models.iter().map(|m| m.name.clone()).collect();
-        let q = QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default()).unwrap();
+        let q = QualityRouter::new(QualityModel::from_json(&doc, "t").unwrap(), embed, &names, &HashMap::new(), FeedbackConfig::default())
+            .unwrap();
         core.set_quality(Some(Arc::new(q)));
         let c = Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() };
         let ok = core.route(&Request::from_prompt("t", "a plain question"), &c).unwrap();
@@ -1015,7 +1092,10 @@ mod tests {
         let snap = core.ledger().snapshot();
         assert_eq!(snap.len(), 2);
         let (k0, t0) = &snap[0];
-        assert_eq!((&*k0.tenant, &*k0.agent, &*k0.workflow, &*k0.step, &*k0.model, &*k0.tier), ("acme", "bot", "etl", "s1", "small", "gpu-standard"));
+        assert_eq!(
+            (&*k0.tenant, &*k0.agent, &*k0.workflow, &*k0.step, &*k0.model, &*k0.tier),
+            ("acme", "bot", "etl", "s1", "small", "gpu-standard")
+        );
         assert_eq!((t0.calls, t0.cache_hits, t0.input_tokens, t0.output_tokens, t0.cost_nano), (1, 0, 100, 40, 14_000));
         assert_eq!(t0.avoided_routing_nano, 300_000 + 600_000 - 14_000);
         assert_eq!(t0.energy_mj, 20_000);
@@ -1030,7 +1110,9 @@ mod tests {
 
     fn budget(core: &Core, scope: &str, metric: crate::budgets::Metric, limit: u64, action: Action) {
         use crate::budgets::{LimitSpec, Scope, Window};
-        core.budgets().set(LimitSpec { scope: Scope::parse(scope).unwrap(), window: Window::Day, metric, limit, action }, None, unix_now()).unwrap();
+        core.budgets()
+            .set(LimitSpec { scope: Scope::parse(scope).unwrap(), window: Window::Day, metric, limit, action }, None, unix_now())
+            .unwrap();
     }
 
     #[test]
@@ -1058,7 +1140,12 @@ mod tests {
         assert!(o.reason().contains("budget downgrade"), "{}", o.reason());
         // Warn: served as routed, with a note; the spend is charged at record().
         budget(&core, "agent:a", Metric::Usd, 1, Action::Warn);
-        let o = core.route(&labelled("x", "a", "", prompt), &Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() }).unwrap();
+        let o = core
+            .route(
+                &labelled("x", "a", "", prompt),
+                &Constraints { cache: CacheControl { no_cache: true, ..Default::default() }, ..Default::default() },
+            )
+            .unwrap();
         assert_eq!(o.budget.as_ref().unwrap().action, Action::Warn);
         core.record(&o, "ok".into(), 1000, 1000, 5.0, true).unwrap();
         let st = core.budgets().states(unix_now());

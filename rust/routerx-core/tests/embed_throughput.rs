@@ -69,11 +69,14 @@ fn throughput() {
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let words = texts.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64 / texts.len() as f64;
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    let batches: Vec<usize> = std::env::var("EMBED_BATCHES").map_or(vec![1, 32], |v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect());
+    let batches: Vec<usize> =
+        std::env::var("EMBED_BATCHES").map_or(vec![1, 32], |v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect());
     for batch in batches {
         let (wall, cpu) = measure(&model, &texts, batch);
         let cpu = cpu.map_or("n/a".to_string(), |c| format!("{c:.1}"));
-        println!("throughput ({profile}, {threads} thread(s), ~{words:.0} words): batch {batch:>2}: {wall:.1} texts/s wall, {cpu} texts/CPU-s");
+        println!(
+            "throughput ({profile}, {threads} thread(s), ~{words:.0} words): batch {batch:>2}: {wall:.1} texts/s wall, {cpu} texts/CPU-s"
+        );
     }
     // Mixed lengths: one long text in each batch of 32 (the padding case).
     let long = texts[..40].join(" ");
@@ -83,5 +86,7 @@ fn throughput() {
     }
     let (wall, cpu) = measure(&model, &mixed, 32);
     let cpu = cpu.map_or("n/a".to_string(), |c| format!("{c:.1}"));
-    println!("throughput ({profile}, {threads} thread(s)): batch 32 with one 256-token text each: {wall:.1} texts/s wall, {cpu} texts/CPU-s");
+    println!(
+        "throughput ({profile}, {threads} thread(s)): batch 32 with one 256-token text each: {wall:.1} texts/s wall, {cpu} texts/CPU-s"
+    );
 }

@@ -191,7 +191,11 @@ struct Tally {
 impl Tally {
     fn new() -> Tally {
         // 1 µs .. 60 s at 3 significant digits.
-        Tally { hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"), by_status: BTreeMap::new(), by_cache: BTreeMap::new() }
+        Tally {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            by_status: BTreeMap::new(),
+            by_cache: BTreeMap::new(),
+        }
     }
 
     fn add(&mut self, (res, cache): Outcome) {
@@ -270,7 +274,15 @@ async fn closed_loop(callers: Vec<Caller>, n: usize, measure_from: Instant, end:
 
 /// Sends on a fixed schedule from a dedicated OS thread: tokio's timer has 1 ms granularity,
 /// which would bunch a 1,000/s schedule into bursts and add up to 1 ms to every latency.
-fn open_loop(rt: &tokio::runtime::Runtime, callers: Vec<Caller>, rate: f64, start: Instant, measure_from: Instant, end: Instant, max_in_flight: usize) -> (Tally, Histogram<u64>) {
+fn open_loop(
+    rt: &tokio::runtime::Runtime,
+    callers: Vec<Caller>,
+    rate: f64,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+    max_in_flight: usize,
+) -> (Tally, Histogram<u64>) {
     let tally = Arc::new(Mutex::new(Tally::new()));
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");

@@ -11,18 +11,18 @@ mod wire;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
+use routerx_core::batcher::{Batcher, BatcherConfig};
+use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
 use routerx_core::cache::CacheConfig;
 use routerx_core::classifier::{Category, Classifier, N_CATEGORIES};
+use routerx_core::embed::{CrossEncoder, Embedder, MiniLm, StaticTable};
 use routerx_core::policy::{Candidate, ModelInfo, PolicyTable, Scored};
-use routerx_core::request::{CacheControl, Constraints, Message, Request, Role};
-use routerx_core::accounting::{LedgerKey, Totals, LATENCY_BUCKETS_MS};
-use routerx_core::budgets::{Action, LimitSpec, Metric, Scope, Window};
-use routerx_core::batcher::{Batcher, BatcherConfig};
-use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
 use routerx_core::quality;
+use routerx_core::request::{CacheControl, Constraints, Message, Request, Role};
+use routerx_core::router::{unix_now, AccountingTable, Core, CoreConfig, RouteOutcome, Served};
 use routerx_core::semantic;
 use routerx_core::stats::to_nano;
-use routerx_core::embed::{CrossEncoder, Embedder, MiniLm, StaticTable};
 use routerx_core::Error;
 
 mod exc {
@@ -115,7 +115,8 @@ fn messages_of(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
         let d = item.cast::<PyDict>().map_err(|_| invalid(&field, "must be a dict with \"role\" and \"content\""))?;
         let role_obj = d.get_item("role")?.ok_or_else(|| invalid(format!("{field}.role"), "is missing"))?;
         let role_s = owned_str(&role_obj, &format!("{field}.role"))?;
-        let role = Role::parse(&role_s).ok_or_else(|| invalid(format!("{field}.role"), format!("{role_s:?} is not one of system, user, assistant, tool")))?;
+        let role = Role::parse(&role_s)
+            .ok_or_else(|| invalid(format!("{field}.role"), format!("{role_s:?} is not one of system, user, assistant, tool")))?;
         let content = match d.get_item("content")? {
             Some(c) => content_of(&c, &format!("{field}.content"))?,
             None => return Err(invalid(format!("{field}.content"), "is missing")),
@@ -407,7 +408,12 @@ impl PyDecision {
 
     fn __repr__(&self) -> String {
         let (m, _, t) = self.0.names();
-        format!("Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})", self.cache(), self.category(), self.predicted_cost_usd())
+        format!(
+            "Decision(model={m:?}, tier={t:?}, cache={:?}, category={:?}, cost=${:.6})",
+            self.cache(),
+            self.category(),
+            self.predicted_cost_usd()
+        )
     }
 }
 
@@ -482,13 +488,23 @@ fn policy_table(
     let models = models
         .into_iter()
         .map(|(name, provider, context_window, q)| {
-            let quality: [f32; N_CATEGORIES] = q.try_into().map_err(|_| to_py_err(Error::config("policy", format!("model {name}: quality needs {N_CATEGORIES} values"))))?;
+            let quality: [f32; N_CATEGORIES] = q
+                .try_into()
+                .map_err(|_| to_py_err(Error::config("policy", format!("model {name}: quality needs {N_CATEGORIES} values"))))?;
             Ok(ModelInfo { name, provider, context_window, quality })
         })
         .collect::<PyResult<Vec<_>>>()?;
     let candidates = candidates
         .into_iter()
-        .map(|(model, tier, price_in, price_out, ttft_ms, prefill_tps, decode_tps)| Candidate { model, tier, price_in, price_out, ttft_ms, prefill_tps, decode_tps })
+        .map(|(model, tier, price_in, price_out, ttft_ms, prefill_tps, decode_tps)| Candidate {
+            model,
+            tier,
+            price_in,
+            price_out,
+            ttft_ms,
+            prefill_tps,
+            decode_tps,
+        })
         .collect();
     let (quality_floor, quality_span, max_fallbacks, reference_model) = settings;
     Ok(PolicyTable { models, candidates, quality_floor, quality_span, max_fallbacks, reference_model })
@@ -521,13 +537,21 @@ impl PyCore {
         single_flight_s: f64,
     ) -> PyResult<Self> {
         if !(single_flight_s.is_finite() && single_flight_s >= 0.0) {
-            return Err(to_py_err(routerx_core::Error::config("cache", format!("single_flight_timeout_s must be ≥ 0, got {single_flight_s}"))));
+            return Err(to_py_err(routerx_core::Error::config(
+                "cache",
+                format!("single_flight_timeout_s must be ≥ 0, got {single_flight_s}"),
+            )));
         }
         let table = policy_table(models, candidates, settings)?;
         let acct = AccountingTable { energy_j_per_token: energy.unwrap_or_default(), baseline_price: baseline };
         let cfg = CoreConfig {
             max_prompt_bytes,
-            cache: CacheConfig { max_entries: cache_max_entries, max_bytes: cache_max_bytes, default_ttl_s: cache_ttl_s, ..Default::default() },
+            cache: CacheConfig {
+                max_entries: cache_max_entries,
+                max_bytes: cache_max_bytes,
+                default_ttl_s: cache_ttl_s,
+                ..Default::default()
+            },
             semantic: routerx_core::semantic::SemanticConfig { max_entries: semantic_max_entries, max_bytes: semantic_max_bytes },
             single_flight: std::time::Duration::from_secs_f64(single_flight_s),
         };
@@ -617,7 +641,11 @@ impl PyCore {
     ) -> PyResult<Option<(PyDecision, String, Bound<'py, PyBytes>, String, f64)>> {
         use prost::Message as _;
         let Ok(r) = wire::RouteRequest::decode(data) else { return Ok(None) };
-        if r.constraints.is_some() || !r.tools_json.is_empty() || !r.params_json.is_empty() || r.cache.as_ref().is_some_and(|c| !c.is_default()) {
+        if r.constraints.is_some()
+            || !r.tools_json.is_empty()
+            || !r.params_json.is_empty()
+            || r.cache.as_ref().is_some_and(|c| !c.is_default())
+        {
             return Ok(None);
         }
         let tenant = match forced_tenant {
@@ -659,7 +687,13 @@ impl PyCore {
     /// nothing is counted; a hit is counted as `route` counts one). No semantic lookup, budget
     /// reservation or single flight: it never waits. About a microsecond, so the GIL is kept.
     #[pyo3(signature = (prompt, tenant, constraints, extras=None))]
-    fn lookup(&self, prompt: &Bound<'_, PyAny>, tenant: String, constraints: &Bound<'_, PyConstraints>, extras: Option<Extras>) -> PyResult<Option<PyDecision>> {
+    fn lookup(
+        &self,
+        prompt: &Bound<'_, PyAny>,
+        tenant: String,
+        constraints: &Bound<'_, PyConstraints>,
+        extras: Option<Extras>,
+    ) -> PyResult<Option<PyDecision>> {
         let req = request_of(prompt, tenant, extras, None)?;
         Ok(self.0.route_if_cached(&req, &constraints.get().0).map_err(to_py_err)?.map(|o| PyDecision(Arc::new(o))))
     }
@@ -668,7 +702,12 @@ impl PyCore {
     /// one fails the batch (naming its index) without routing the rest.
     #[allow(clippy::type_complexity)]
     #[pyo3(signature = (items, semantic=None))]
-    fn route_many(&self, py: Python<'_>, items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>, Option<Labels>)>, semantic: Option<&Bound<'_, PySemantic>>) -> PyResult<Vec<PyDecision>> {
+    fn route_many(
+        &self,
+        py: Python<'_>,
+        items: Vec<(Bound<'_, PyAny>, String, Bound<'_, PyConstraints>, Option<Extras>, Option<Labels>)>,
+        semantic: Option<&Bound<'_, PySemantic>>,
+    ) -> PyResult<Vec<PyDecision>> {
         let mut batch = Vec::with_capacity(items.len());
         for (i, (prompt, tenant, c, extras, labels)) in items.into_iter().enumerate() {
             let req = request_of(&prompt, tenant, extras, labels).map_err(|e| prefix_err(py, e, i))?;
@@ -716,11 +755,22 @@ impl PyCore {
     /// `(cost_usd, stored, semantic)`: `semantic` is `(entry id, scope, vector bytes)` when the
     /// answer was also stored in the semantic cache (the index must add the vector under the id).
     #[allow(clippy::type_complexity)]
-    fn record<'py>(&self, py: Python<'py>, decision: &Bound<'py, PyAny>, response: &Bound<'py, PyAny>, input_tokens: &Bound<'py, PyAny>, output_tokens: &Bound<'py, PyAny>, latency_ms: f64, ok: bool) -> PyResult<(f64, bool, Option<(u64, u64, Bound<'py, PyBytes>)>)> {
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        decision: &Bound<'py, PyAny>,
+        response: &Bound<'py, PyAny>,
+        input_tokens: &Bound<'py, PyAny>,
+        output_tokens: &Bound<'py, PyAny>,
+        latency_ms: f64,
+        ok: bool,
+    ) -> PyResult<(f64, bool, Option<(u64, u64, Bound<'py, PyBytes>)>)> {
         let d = decision.cast::<PyDecision>().map_err(|_| invalid("decision", "must be a Decision returned by route()"))?;
         let outcome = d.get().0.clone();
         let response = owned_str(response, "response")?;
-        let count = |v: &Bound<'_, PyAny>, field: &str| -> PyResult<u32> { v.extract::<u32>().map_err(|_| invalid(field, format!("must be an integer in [0, 2^32), got {v}"))) };
+        let count = |v: &Bound<'_, PyAny>, field: &str| -> PyResult<u32> {
+            v.extract::<u32>().map_err(|_| invalid(field, format!("must be an integer in [0, 2^32), got {v}")))
+        };
         let (i, o) = (count(input_tokens, "input_tokens")?, count(output_tokens, "output_tokens")?);
         let core = &self.0;
         let r = without_gil(py, || core.record(&outcome, response, i, o, latency_ms, ok)).map_err(to_py_err)?;
@@ -883,7 +933,10 @@ impl PyCore {
         };
         let embedder = embedder.ok_or_else(|| invalid("embedder", "a quality model needs the embedder it was trained with"))?;
         if embedder.inner.model_id() != model.0.embedder_id {
-            return Err(to_py_err(Error::config("quality", format!("the artefact was trained on {} vectors, the embedder is {}", model.0.embedder_id, embedder.inner.model_id()))));
+            return Err(to_py_err(Error::config(
+                "quality",
+                format!("the artefact was trained on {} vectors, the embedder is {}", model.0.embedder_id, embedder.inner.model_id()),
+            )));
         }
         if let Some(w) = willingness_to_pay {
             if !(w.is_finite() && w >= 0.0) {
@@ -915,7 +968,13 @@ impl PyCore {
     /// (None: no learned router, or the artefact has no such model); the embedding and prediction
     /// run without the GIL.
     #[pyo3(signature = (text, tenant, step=String::new()))]
-    fn predict_quality(&self, py: Python<'_>, text: &Bound<'_, PyAny>, tenant: &str, step: String) -> PyResult<Option<Vec<(String, Option<f32>)>>> {
+    fn predict_quality(
+        &self,
+        py: Python<'_>,
+        text: &Bound<'_, PyAny>,
+        tenant: &str,
+        step: String,
+    ) -> PyResult<Option<Vec<(String, Option<f32>)>>> {
         let text = owned_str(text, "prompt")?;
         let Some(q) = self.0.quality() else { return Ok(None) };
         let p = without_gil(py, || q.predict(&text, &step, tenant)).map_err(to_py_err)?;
@@ -941,7 +1000,10 @@ impl PyCore {
         let s = q.feedback_stats();
         let d = PyDict::new(py);
         d.set_item("models", q.model.names.clone())?;
-        d.set_item("mapped", (0..q.catalog().len()).filter_map(|i| q.mapped(i).map(|a| (q.catalog()[i].clone(), a.to_owned()))).collect::<Vec<_>>())?;
+        d.set_item(
+            "mapped",
+            (0..q.catalog().len()).filter_map(|i| q.mapped(i).map(|a| (q.catalog()[i].clone(), a.to_owned()))).collect::<Vec<_>>(),
+        )?;
         d.set_item("willingness_to_pay", q.willingness_to_pay)?;
         d.set_item("labels", s.labels)?;
         d.set_item("ignored_labels", s.ignored)?;
@@ -1003,7 +1065,12 @@ impl PyCore {
     /// index is built from, one contiguous copy instead of an object per entry. `scope` keeps one
     /// scope; `ids` fetches only those.
     #[pyo3(signature = (scope=None, ids=None))]
-    fn semantic_vectors<'py>(&self, py: Python<'py>, scope: Option<u64>, ids: Option<Vec<u64>>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    fn semantic_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        scope: Option<u64>,
+        ids: Option<Vec<u64>>,
+    ) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
         let v = without_gil(py, || self.0.semantic().live_vectors(unix_now(), scope, ids.as_deref()));
         (ne_bytes(py, &v.scopes, |x| x.to_ne_bytes()), ne_bytes(py, &v.ids, |x| x.to_ne_bytes()), f32_bytes(py, &v.vectors))
     }
@@ -1137,7 +1204,10 @@ impl PySemantic {
         cosine("min_similarity".into(), min_similarity)?;
         let mut thresholds = [min_similarity; N_CATEGORIES];
         for (name, v) in category_min_similarity.unwrap_or_default() {
-            let cat = Category::ALL.iter().find(|c| c.name() == name).ok_or_else(|| invalid(format!("category_min_similarity.{name}"), "is not a task category"))?;
+            let cat = Category::ALL
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| invalid(format!("category_min_similarity.{name}"), "is not a task category"))?;
             thresholds[cat.index()] = cosine(format!("category_min_similarity.{name}"), v)?;
         }
         if !(1..=256).contains(&top_k) {
@@ -1152,7 +1222,10 @@ impl PySemantic {
                 let (v, default) = if let Ok(v) = obj.cast::<PyVerifier>() {
                     let v = v.get().0.clone();
                     if v.embedder != model.model_id() || v.dim as usize != model.dim() {
-                        return Err(invalid("semantic.verifier", format!("was trained on vectors of {} (width {}), the embedder is {}", v.embedder, v.dim, model.model_id())));
+                        return Err(invalid(
+                            "semantic.verifier",
+                            format!("was trained on vectors of {} (width {}), the embedder is {}", v.embedder, v.dim, model.model_id()),
+                        ));
                     }
                     let t = v.threshold;
                     (PairVerifier::Vectors(v), t)
@@ -1162,7 +1235,10 @@ impl PySemantic {
                     let x = x.get().0.clone();
                     let c = &x.calibration;
                     if c.uses_cosine() && c.embedder != model.model_id() {
-                        return Err(invalid("semantic.verifier", format!("was calibrated on cosines of {}, the embedder is {}", c.embedder, model.model_id())));
+                        return Err(invalid(
+                            "semantic.verifier",
+                            format!("was calibrated on cosines of {}, the embedder is {}", c.embedder, model.model_id()),
+                        ));
                     }
                     let t = x.threshold;
                     (PairVerifier::Cross(x), t)
@@ -1175,7 +1251,15 @@ impl PySemantic {
             }
             None => None,
         };
-        Ok(PySemantic { embedder: model, batcher, min_similarity, thresholds, failures: Default::default(), verifier, verifier_refusals: Default::default() })
+        Ok(PySemantic {
+            embedder: model,
+            batcher,
+            min_similarity,
+            thresholds,
+            failures: Default::default(),
+            verifier,
+            verifier_refusals: Default::default(),
+        })
     }
 
     #[getter]
@@ -1258,7 +1342,9 @@ fn semantic_outcome(
     core.semantic().rescore(&vector, &mut candidates);
     if let Some((v, t)) = verify {
         let (kept, refused) = match v {
-            PairVerifier::Vectors(v) => semantic::verifier::filter(core.semantic(), v, t, &semantic::guard::Signature::of(&query), &vector, &candidates),
+            PairVerifier::Vectors(v) => {
+                semantic::verifier::filter(core.semantic(), v, t, &semantic::guard::Signature::of(&query), &vector, &candidates)
+            }
             PairVerifier::Cross(x) => {
                 let floor = thresholds.iter().copied().fold(1.0f32, f32::min);
                 routerx_core::embed::cross::filter(core.semantic(), x, t, &query, &candidates, floor)
@@ -1446,7 +1532,14 @@ fn f32_rows(b: &[u8]) -> Vec<f32> {
 /// The verifier's features of pairs (a[i], b[i]) with unit vectors va, vb (float32 bytes, n × dim):
 /// float32 bytes, n × (1 + 14 + 2·dim), as the cache computes them at lookup.
 #[pyfunction]
-fn verifier_features<'py>(py: Python<'py>, a: Vec<String>, b: Vec<String>, va: &[u8], vb: &[u8], dim: usize) -> PyResult<Bound<'py, PyBytes>> {
+fn verifier_features<'py>(
+    py: Python<'py>,
+    a: Vec<String>,
+    b: Vec<String>,
+    va: &[u8],
+    vb: &[u8],
+    dim: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
     let n = a.len();
     if b.len() != n || dim == 0 || va.len() != n * dim * 4 || vb.len() != n * dim * 4 {
         return Err(invalid("verifier_features", format!("{n} / {} texts need {}-byte vector arrays", b.len(), n * dim * 4)));
@@ -1546,8 +1639,19 @@ impl PyVerifier {
     /// with float32 bytes (weights row-major outputs × inputs).
     #[new]
     #[allow(clippy::too_many_arguments)]
-    fn new(embedder: String, dim: u32, mean: &[u8], scale: &[u8], layers: Vec<(u32, u32, Vec<u8>, Vec<u8>)>, threshold: f32, report: String) -> PyResult<Self> {
-        let layers = layers.into_iter().map(|(inp, out, w, b)| semantic::verifier::Dense { inp, out, weights: f32_rows(&w), bias: f32_rows(&b) }).collect();
+    fn new(
+        embedder: String,
+        dim: u32,
+        mean: &[u8],
+        scale: &[u8],
+        layers: Vec<(u32, u32, Vec<u8>, Vec<u8>)>,
+        threshold: f32,
+        report: String,
+    ) -> PyResult<Self> {
+        let layers = layers
+            .into_iter()
+            .map(|(inp, out, w, b)| semantic::verifier::Dense { inp, out, weights: f32_rows(&w), bias: f32_rows(&b) })
+            .collect();
         let v = semantic::Verifier { embedder, dim, mean: f32_rows(mean), scale: f32_rows(scale), layers, threshold, report };
         // The same checks as loading a file.
         v.check(std::path::Path::new("<trained parameters>")).map_err(to_py_err)?;

@@ -52,10 +52,7 @@ impl BertConfig {
             }
         }
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return Some(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
+            return Some(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
         }
         None
     }
@@ -127,8 +124,11 @@ impl Bert {
                 let shape: &[usize] = if what == "weight" { &wshape } else { &bshape };
                 w.get(&format!("{p}.attention.self.{n}.{what}"), shape)
             };
-            let qkv_w = Tensor::cat(&[(part("query", "weight")? * scale).map_err(err)?, part("key", "weight")?, part("value", "weight")?], 0).map_err(err)?;
-            let qkv_b = Tensor::cat(&[(part("query", "bias")? * scale).map_err(err)?, part("key", "bias")?, part("value", "bias")?], 0).map_err(err)?;
+            let qkv_w =
+                Tensor::cat(&[(part("query", "weight")? * scale).map_err(err)?, part("key", "weight")?, part("value", "weight")?], 0)
+                    .map_err(err)?;
+            let qkv_b = Tensor::cat(&[(part("query", "bias")? * scale).map_err(err)?, part("key", "bias")?, part("value", "bias")?], 0)
+                .map_err(err)?;
             layers.push(Layer {
                 qkv: Linear::new(qkv_w, Some(qkv_b)),
                 attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,

@@ -103,7 +103,9 @@ impl CrossEncoder {
             None => Calibration::IDENTITY,
             Some(c) => serde_json::from_str::<Calibration>(c).map_err(|e| bad(format!("unreadable calibration: {e}")))?,
         };
-        if ![calibration.logit, calibration.cosine, calibration.bias].iter().all(|x| x.is_finite()) || (calibration.uses_cosine() && calibration.embedder.is_empty()) {
+        if ![calibration.logit, calibration.cosine, calibration.bias].iter().all(|x| x.is_finite())
+            || (calibration.uses_cosine() && calibration.embedder.is_empty())
+        {
             return Err(bad(format!("invalid calibration {calibration:?}: finite weights, and the embedder its cosine comes from")));
         }
         let max_tokens: usize = get("max_tokens")?.parse().map_err(|_| bad("unreadable max_tokens".into()))?;
@@ -112,7 +114,12 @@ impl CrossEncoder {
         }
         let mut tokenizer: Tokenizer = get("tokenizer")?.parse().map_err(|e| bad(format!("invalid tokenizer: {e}")))?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, strategy: TruncationStrategy::LongestFirst, stride: 0, direction: TruncationDirection::Right }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
             .map_err(|e| bad(e.to_string()))?;
         tokenizer.with_padding(None);
 
@@ -123,7 +130,11 @@ impl CrossEncoder {
         let h = config.hidden_size;
         let vec_of = |name: &str, n: usize| -> Result<Vec<f32>> {
             let t = tensors.get(name).ok_or_else(|| bad(format!("tensor {name} is missing")))?;
-            let v = t.flatten_all().and_then(|t| t.to_dtype(candle_core::DType::F32)).and_then(|t| t.to_vec1::<f32>()).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+            let v = t
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| bad(format!("tensor {name}: {e}")))?;
             if v.len() != n || !v.iter().all(|x| x.is_finite()) {
                 return Err(bad(format!("tensor {name} must hold {n} finite values")));
             }
@@ -152,13 +163,24 @@ impl CrossEncoder {
     pub fn score(&self, pairs: &[(&str, &str)], cosines: Option<&[f32]>) -> Result<Vec<f32>> {
         let c = &self.calibration;
         let cos = match cosines {
-            Some(v) if v.len() != pairs.len() => return Err(Error::invalid_request("cosines", format!("{} cosines for {} pairs", v.len(), pairs.len()))),
+            Some(v) if v.len() != pairs.len() => {
+                return Err(Error::invalid_request("cosines", format!("{} cosines for {} pairs", v.len(), pairs.len())))
+            }
             Some(v) => v,
-            None if c.uses_cosine() => return Err(Error::invalid_request("cosines", format!("this cross-encoder weighs the pair's cosine under {}: pass the cosines", c.embedder))),
+            None if c.uses_cosine() => {
+                return Err(Error::invalid_request(
+                    "cosines",
+                    format!("this cross-encoder weighs the pair's cosine under {}: pass the cosines", c.embedder),
+                ))
+            }
             None => &[],
         };
         let logits = self.logits(pairs)?;
-        Ok(logits.iter().enumerate().map(|(i, l)| 1.0 / (1.0 + (-(l * c.logit + cos.get(i).map_or(0.0, |x| x * c.cosine) + c.bias)).exp())).collect())
+        Ok(logits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| 1.0 / (1.0 + (-(l * c.logit + cos.get(i).map_or(0.0, |x| x * c.cosine) + c.bias)).exp()))
+            .collect())
     }
 
     /// The network's logit of each pair (mean over both orders), before calibration.
@@ -177,7 +199,8 @@ impl CrossEncoder {
             while end < order.len() && (end + 1 - start) * enc[order[end]].len() <= MAX_CHUNK_TOKENS {
                 end += 1;
             }
-            self.forward(&enc, &order[start..end], &mut logits).map_err(|e| Error::model("cross-encoder", format!("forward pass failed: {e}")))?;
+            self.forward(&enc, &order[start..end], &mut logits)
+                .map_err(|e| Error::model("cross-encoder", format!("forward pass failed: {e}")))?;
             start = end;
         }
         Ok(logits.chunks_exact(2).map(|l| (l[0] + l[1]) / 2.0).collect())
@@ -212,7 +235,14 @@ impl CrossEncoder {
 /// Candidates below `floor` (the lowest similarity threshold: the store refuses them anyway) and
 /// ids no longer in `store` (the store refuses them as stale) are kept unscored. A failed
 /// forward pass refuses: a miss is always safe.
-pub fn filter(store: &crate::semantic::SemanticStore, verifier: &CrossEncoder, threshold: f32, query: &str, candidates: &[(u64, f32)], floor: f32) -> (Vec<(u64, f32)>, u64) {
+pub fn filter(
+    store: &crate::semantic::SemanticStore,
+    verifier: &CrossEncoder,
+    threshold: f32,
+    query: &str,
+    candidates: &[(u64, f32)],
+    floor: f32,
+) -> (Vec<(u64, f32)>, u64) {
     let entries: Vec<_> = candidates.iter().map(|&(id, sim)| if sim >= floor { store.get(id) } else { None }).collect();
     let pairs: Vec<(&str, &str)> = entries.iter().flatten().map(|e| (query, &*e.query)).collect();
     if pairs.is_empty() {

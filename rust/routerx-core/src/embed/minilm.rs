@@ -32,8 +32,7 @@ const POOLING_FILE: &str = "1_Pooling/config.json";
 const DEFAULT_MAX_TOKENS: usize = 256;
 
 /// Weights we know by SHA-256, for a readable model id. Anything else is named by its shape.
-const KNOWN_WEIGHTS: &[(&str, &str)] =
-    &[("53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "all-MiniLM-L6-v2")];
+const KNOWN_WEIGHTS: &[(&str, &str)] = &[("53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "all-MiniLM-L6-v2")];
 
 /// Texts are sorted by token count and run in chunks of at most this many tokens counted at the
 /// chunk's longest length (and [`MAX_CHUNK_TEXTS`] texts): the attention scores of a chunk stay
@@ -83,8 +82,8 @@ impl MiniLm {
             }
         }
 
-        let config: BertConfig = serde_json::from_value(read_json(&config_path)?)
-            .map_err(|e| model_err(&config_path, format!("not a BERT config: {e}")))?;
+        let config: BertConfig =
+            serde_json::from_value(read_json(&config_path)?).map_err(|e| model_err(&config_path, format!("not a BERT config: {e}")))?;
         if let Some(why) = config.unsupported() {
             return Err(model_err(&config_path, why));
         }
@@ -255,10 +254,7 @@ fn read_max_tokens(dir: &Path) -> Result<usize> {
     }
     match read_json(&path)?.get("max_seq_length") {
         None => Ok(DEFAULT_MAX_TOKENS),
-        Some(x) => x
-            .as_u64()
-            .map(|n| n as usize)
-            .ok_or_else(|| model_err(&path, format!("max_seq_length is not a positive integer: {x}"))),
+        Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| model_err(&path, format!("max_seq_length is not a positive integer: {x}"))),
     }
 }
 
@@ -270,7 +266,13 @@ fn check_pooling(dir: &Path) -> Result<()> {
     }
     let v = read_json(&path)?;
     let on = |k: &str| v.get(k).and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let others = ["pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"];
+    let others = [
+        "pooling_mode_cls_token",
+        "pooling_mode_max_tokens",
+        "pooling_mode_mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens",
+        "pooling_mode_lasttoken",
+    ];
     if !on("pooling_mode_mean_tokens") || others.iter().any(|k| on(k)) {
         return Err(model_err(&path, "only mean pooling (pooling_mode_mean_tokens alone) is supported"));
     }

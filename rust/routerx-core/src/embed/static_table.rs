@@ -103,20 +103,34 @@ impl StaticTable {
 
     pub fn save(&self, path: &Path) -> Result<u64> {
         let base = self.model_id.trim_start_matches("static-").to_owned();
-        snapshot::write(path, SNAPSHOT_KIND, SNAPSHOT_VERSION, &Saved { base_model: base, dim: self.dim as u32, table: self.table.clone(), weights: self.weights.clone() })
+        snapshot::write(
+            path,
+            SNAPSHOT_KIND,
+            SNAPSHOT_VERSION,
+            &Saved { base_model: base, dim: self.dim as u32, table: self.table.clone(), weights: self.weights.clone() },
+        )
     }
 
     /// Loads a table saved by [`StaticTable::save`]; it must come from `model` (same weights).
     pub fn load(path: &Path, model: &MiniLm) -> Result<StaticTable> {
         let s: Saved = snapshot::read(path, SNAPSHOT_KIND, SNAPSHOT_VERSION)?;
         if s.base_model != model.model_id() {
-            return Err(Error::Snapshot { file: path.display().to_string(), message: format!("distilled from {}, not {}", s.base_model, model.model_id()) });
+            return Err(Error::Snapshot {
+                file: path.display().to_string(),
+                message: format!("distilled from {}, not {}", s.base_model, model.model_id()),
+            });
         }
         let dim = s.dim as usize;
         if dim != model.dim() || s.table.len() != s.weights.len() * dim {
             return Err(Error::Snapshot { file: path.display().to_string(), message: "table shape does not match the model".into() });
         }
-        Ok(StaticTable { tokenizer: plain(model.tokenizer())?, table: s.table, weights: s.weights, dim, model_id: format!("static-{}", s.base_model) })
+        Ok(StaticTable {
+            tokenizer: plain(model.tokenizer())?,
+            table: s.table,
+            weights: s.weights,
+            dim,
+            model_id: format!("static-{}", s.base_model),
+        })
     }
 }
 

@@ -303,7 +303,14 @@ impl SemanticStore {
     /// threshold of the cached answer's task category (`thresholds`, by category index), and
     /// compatible with `query` by the guard. `candidates` are (id, cosine) from the index, best
     /// first. Err says why the best one (by similarity) was refused.
-    pub fn resolve(&self, scope: u64, query: &Signature, candidates: &[(u64, f32)], thresholds: &[f32; N_CATEGORIES], now: f64) -> Result<Accepted, Rejection> {
+    pub fn resolve(
+        &self,
+        scope: u64,
+        query: &Signature,
+        candidates: &[(u64, f32)],
+        thresholds: &[f32; N_CATEGORIES],
+        now: f64,
+    ) -> Result<Accepted, Rejection> {
         let floor = thresholds.iter().copied().fold(f32::INFINITY, f32::min);
         let mut first_refusal: Option<Rejection> = None;
         for &(id, sim) in candidates {
@@ -407,7 +414,11 @@ impl SemanticStore {
         };
         rows.sort_unstable_by_key(|e| e.id);
         rows.dedup_by_key(|e| e.id);
-        let mut out = LiveVectors { scopes: Vec::with_capacity(rows.len()), ids: Vec::with_capacity(rows.len()), vectors: Vec::with_capacity(rows.len() * rows.first().map_or(0, |e| e.vector.len())) };
+        let mut out = LiveVectors {
+            scopes: Vec::with_capacity(rows.len()),
+            ids: Vec::with_capacity(rows.len()),
+            vectors: Vec::with_capacity(rows.len() * rows.first().map_or(0, |e| e.vector.len())),
+        };
         for e in &rows {
             out.scopes.push(e.scope);
             out.ids.push(e.id);
@@ -595,7 +606,9 @@ mod tests {
     fn live_vectors_by_scope_and_by_id() {
         let s = SemanticStore::new(SemanticConfig::default());
         let ids: Vec<u64> = (0..10u64)
-            .map(|i| s.insert(i % 2, format!("q{i}"), vec![i as f32, -(i as f32)], entry("a", 0.0, if i == 4 { 5.0 } else { 1e9 }), 0.0).unwrap())
+            .map(|i| {
+                s.insert(i % 2, format!("q{i}"), vec![i as f32, -(i as f32)], entry("a", 0.0, if i == 4 { 5.0 } else { 1e9 }), 0.0).unwrap()
+            })
             .collect();
         let all = s.live_vectors(10.0, None, None);
         assert_eq!(all.ids.len(), 9, "the expired one is left out");
@@ -619,7 +632,8 @@ mod tests {
         let s = SemanticStore::new(SemanticConfig { max_entries: 200_000, max_bytes: usize::MAX });
         for i in 0..100_000u64 {
             let expires = if i % 50 == 0 { 10.0 } else { 1e9 };
-            s.insert(i % 97, format!("question {i}"), vec![i as f32, 1.0, -1.0, 0.5], entry(&format!("answer {i}"), 0.001, expires), 0.0).unwrap();
+            s.insert(i % 97, format!("question {i}"), vec![i as f32, 1.0, -1.0, 0.5], entry(&format!("answer {i}"), 0.001, expires), 0.0)
+                .unwrap();
         }
         let (n, _) = s.snapshot(&path, &catalog, "emb", 0.0).unwrap();
         assert_eq!(n, 100_000);
@@ -656,7 +670,9 @@ mod tests {
                     let mut mine = Vec::new();
                     for i in 0..2_000u64 {
                         if i % 2 == 0 {
-                            if let Some(id) = s.insert(t, "what is the status of my order", vec![0.0; 8], entry(&format!("{t}"), 0.001, 1e9), 0.0) {
+                            if let Some(id) =
+                                s.insert(t, "what is the status of my order", vec![0.0; 8], entry(&format!("{t}"), 0.001, 1e9), 0.0)
+                            {
                                 mine.push(id);
                             }
                         } else if let Some(&id) = mine.last() {

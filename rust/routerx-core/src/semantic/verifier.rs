@@ -103,7 +103,8 @@ impl Verifier {
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
             let inp = l.inp as usize;
-            let mut next: Vec<f32> = l.weights.chunks_exact(inp).zip(&l.bias).map(|(w, b)| b + w.iter().zip(&h).map(|(a, c)| a * c).sum::<f32>()).collect();
+            let mut next: Vec<f32> =
+                l.weights.chunks_exact(inp).zip(&l.bias).map(|(w, b)| b + w.iter().zip(&h).map(|(a, c)| a * c).sum::<f32>()).collect();
             if i < last {
                 next.iter_mut().for_each(|z| *z = z.max(0.0));
             }
@@ -115,7 +116,10 @@ impl Verifier {
     /// Score of a (query, candidate) pair; vectors must have the verifier's width.
     pub fn score(&self, a: &Signature, b: &Signature, u: &[f32], v: &[f32]) -> Result<f32> {
         if u.len() != self.dim as usize || v.len() != self.dim as usize {
-            return Err(Error::invalid_constraint("verifier", format!("vectors of width {} / {}, the verifier takes {}", u.len(), v.len(), self.dim)));
+            return Err(Error::invalid_constraint(
+                "verifier",
+                format!("vectors of width {} / {}, the verifier takes {}", u.len(), v.len(), self.dim),
+            ));
         }
         let mut x = Vec::with_capacity(n_features(u.len()));
         features_into(a, b, u, v, &mut x);
@@ -125,7 +129,14 @@ impl Verifier {
 
 /// The candidates `verifier` accepts for `query` (live ones scoring at least `threshold`; ids no
 /// longer in `store` are kept for the store to refuse as stale), and how many it refused.
-pub fn filter(store: &super::SemanticStore, verifier: &Verifier, threshold: f32, query: &Signature, vector: &[f32], candidates: &[(u64, f32)]) -> (Vec<(u64, f32)>, u64) {
+pub fn filter(
+    store: &super::SemanticStore,
+    verifier: &Verifier,
+    threshold: f32,
+    query: &Signature,
+    vector: &[f32],
+    candidates: &[(u64, f32)],
+) -> (Vec<(u64, f32)>, u64) {
     let mut refused = 0;
     let kept = candidates
         .iter()
@@ -157,7 +168,10 @@ mod tests {
             dim,
             mean: vec![0.0; n],
             scale: vec![1.0; n],
-            layers: vec![Dense { inp: n as u32, out: 2, weights: [w.clone(), vec![0.0; n]].concat(), bias: vec![-20.0, 0.0] }, Dense { inp: 2, out: 1, weights: vec![1.0, 0.0], bias: vec![0.0] }],
+            layers: vec![
+                Dense { inp: n as u32, out: 2, weights: [w.clone(), vec![0.0; n]].concat(), bias: vec![-20.0, 0.0] },
+                Dense { inp: 2, out: 1, weights: vec![1.0, 0.0], bias: vec![0.0] },
+            ],
             threshold: 0.5,
             report: "{}".into(),
         }
@@ -166,7 +180,8 @@ mod tests {
     #[test]
     fn scores_by_what_it_was_given() {
         let v = hand_made(2);
-        let (a, b, off) = (Signature::of("turn on the lights"), Signature::of("please turn on the lights"), Signature::of("turn off the lights"));
+        let (a, b, off) =
+            (Signature::of("turn on the lights"), Signature::of("please turn on the lights"), Signature::of("turn off the lights"));
         let s_same = v.score(&a, &b, &[1.0, 0.0], &[0.8, 0.6]).unwrap();
         let s_far = v.score(&a, &b, &[1.0, 0.0], &[0.0, 1.0]).unwrap();
         let s_off = v.score(&a, &off, &[1.0, 0.0], &[0.8, 0.6]).unwrap();

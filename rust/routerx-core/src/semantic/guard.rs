@@ -5,7 +5,8 @@
 //! the guard compares the facts of the two query texts that embeddings blur and that change the
 //! answer: negation, antonyms and other mutually exclusive terms (languages, units, weekdays, …),
 //! numbers, identifiers (file names, codes, URLs, quoted strings, names), command-line flags, and
-//! the direction of a relation ("kilometers to miles" / "miles to kilometers").
+//! the direction of a relation ("kilometers to miles" / "miles to kilometers") or of an antonym
+//! pair ("the best thing … the worst experience" / "the worst thing … the best experience").
 //!
 //! Errors are deliberately lopsided: a false rejection costs one model call, a false acceptance
 //! serves a wrong answer. Paraphrases (word order, case, punctuation, contractions, digits vs
@@ -31,7 +32,7 @@ pub enum Mismatch {
     /// One side is negated ("not", "n't", "never", "without", …), the other is not.
     Negation,
     /// The terms of one exclusive group that differ, e.g. "on/off", "french/german", "safe/unsafe"
-    /// (query's term first).
+    /// (query's term first), or an antonym pair in swapped places, "best…worst vs worst…best".
     Polarity(String),
     /// The differing number(s), e.g. "3 vs 4" (query's first), or a reversed order "7, 5 vs 5, 7".
     Number(String),

@@ -241,7 +241,8 @@ PAIRS = [
 ]
 
 
-def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [{"transitive": 0}, {"transitive": 2}], ids=["given", "with-transitive"])
+def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path, extra: dict) -> None:
     pytest.importorskip("torch", reason="training a cross-encoder needs PyTorch (pip install torch)")
     pytest.importorskip("tokenizers")
     from routerx.calibrate import Pair
@@ -252,12 +253,15 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path) -> No
     # Labelled duplicates the cache's guard refuses (polarity): never counted as hits.
     pairs += [Pair(f"how do i turn on the heating {k}", f"how do i turn off the heating {k}", 1) for k in range(40)]
     out = tmp_path / "v.safetensors"
-    x, rep = train_cross_encoder(pairs, out, epochs=2, lr=1e-4, batch=16, eval_every=4, seed=0, threads=1, log=lambda m: None)
+    # One chain of three duplicates, so that transitivity has a pair to imply.
+    pairs += [Pair("how do i renew my passport", "how can i renew a passport", 1), Pair("how can i renew a passport", "passport renewal steps", 1)]
+    x, rep = train_cross_encoder(pairs, out, epochs=2, lr=1e-4, batch=16, eval_every=4, seed=0, threads=1, log=lambda m: None, **extra)
     # train_cross_encoder checks the core's scores of the file against the trained network itself.
     assert out.is_file() and 0 < x.threshold < 1 and json.loads(x.report)["test_pairs"] == rep["test_pairs"] > 0
     st, yt = rep["_scores"]["test"], rep["_scores"]["test_labels"]
     assert st[yt == 1].mean() > st[yt == 0].mean(), "it learned nothing"
     assert rep["test_auc"] > 0.5 and 0 <= rep["test_balanced_best_at_0.90"]["recall"] <= 1
+    assert rep["transitive_pairs"] <= (1 if extra["transitive"] else 0), "the passport chain implies one pair at most"
     refused = rep["test_guard_refuses"]["duplicates"]
     assert refused >= 1 and rep["test_balanced_at_threshold"]["recall"] <= 1 - refused / rep["test_positives"] + 1e-9
 

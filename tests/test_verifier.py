@@ -199,6 +199,24 @@ def test_splits_by_text_keep_texts_apart_and_by_pairs_sample_pairs() -> None:
         split_pairs(pairs, 0.3, 0, "random")
 
 
+def test_transitive_pairs_follow_clusters_and_never_a_held_out_pair() -> None:
+    from routerx.calibrate import Pair, transitive_pairs
+
+    pairs = [Pair("a", "b", 1), Pair("b", "c", 1), Pair("c", "d", 1), Pair("a", "x", 0), Pair("x", "y", 1), Pair("a", "d", 1)]
+    fit, held = [0, 1, 2, 3, 4], [5]
+    got = transitive_pairs(pairs, fit, held, 10, 0)
+    # a-b-c-d is one cluster: a~c, b~d are implied; a~d is held out; x~y has nothing to imply, and
+    # a non-duplicate never links clusters.
+    assert sorted(tuple(sorted((p.a, p.b))) for p in got) == [("a", "c"), ("b", "d")]
+    assert all(p.label == 1 for p in got)
+    assert len(transitive_pairs(pairs, fit, [], 10, 0)) == 3
+    many = [Pair(f"q{k}", f"q{k + 1}", 1) for k in range(20)]  # a chain of 21 texts: 190 implied
+    capped = transitive_pairs(many, range(20), [], 2, 0)
+    assert len(capped) == 2 * 21
+    assert capped == transitive_pairs(many, range(20), [], 2, 0), "seeded"
+    assert transitive_pairs(many, range(20), [], 0, 0) == []
+
+
 @pytest.mark.parametrize("split", ["text", "pairs"])
 def test_train_verifier_reports_its_split_and_loads_in_the_core(split: str, tmp_path: Path) -> None:
     from routerx.calibrate import train_verifier

@@ -286,6 +286,35 @@ def split_pairs(pairs: Sequence[Pair], test_fraction: float, seed: int, by: str 
     return train, test
 
 
+def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[int], per_text: int, seed: int) -> List[Pair]:
+    """Duplicates that transitivity implies among the ``fit`` pairs (a ~ b and b ~ c, so a ~ c): up
+    to ``per_text`` times the size of each cluster of duplicates, drawn at random (seeded), none
+    equal to a pair of ``fit`` or ``held`` in either order, so no held-out pair is ever trained on."""
+    parent: Dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i in fit:
+        if pairs[i].label:
+            parent[root(pairs[i].a)] = root(pairs[i].b)
+    clusters: Dict[str, List[str]] = {}
+    for t in sorted(parent):
+        clusters.setdefault(root(t), []).append(t)
+    known = {frozenset((pairs[i].a, pairs[i].b)) for i in (*fit, *held)}
+    rng = random.Random(seed)
+    out: List[Pair] = []
+    for members in clusters.values():
+        implied = [(a, b) for k, a in enumerate(members) for b in members[k + 1 :] if frozenset((a, b)) not in known]
+        rng.shuffle(implied)
+        out += [Pair(a, b, 1) for a, b in implied[: per_text * len(members)]]
+    return out
+
+
 def pair_matrix(pairs: Sequence[Pair], va: Any, vb: Any) -> Any:
     """The verifier's feature rows of ``pairs`` (unit vectors ``va``/``vb``), computed by the core
     exactly as at lookup time."""

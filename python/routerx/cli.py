@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--cross-encoder", action="store_true", help="fine-tune the sentence model as a cross-encoder that reads both texts (needs PyTorch; write a .safetensors file)")
     tv.add_argument("--max-train-pairs", type=int, default=None, help="cross-encoder: train on at most this many pairs")
     tv.add_argument("--lr", type=float, default=None, help="cross-encoder: peak learning rate")
+    tv.add_argument("--transitive", type=int, default=None, metavar="N", help="cross-encoder: duplicates implied by transitivity among the training pairs to add, up to N per text of each cluster (0: none; default: the trainer's)")
     tv.add_argument("--no-cosine", action="store_true", help="cross-encoder: calibrate on its own logit only (for a cache on an embedder other than all-MiniLM-L6-v2)")
     tv.add_argument("--l2", type=float, default=None, help="weight decay")
     tv.add_argument("--natural-mix", action="store_true", help="target precision on the pairs' own mix, not on balanced pairs")
@@ -246,6 +247,8 @@ def _train_cross_encoder(args: argparse.Namespace, pairs: Any) -> int:
         kw["epochs"] = args.epochs
     if args.lr is not None:
         kw["lr"] = args.lr
+    if args.transitive is not None:
+        kw["transitive"] = args.transitive
     _, rep = train_cross_encoder(pairs, args.out, target_precision=args.target_precision, seed=args.seed, split=args.split, max_train_pairs=args.max_train_pairs, cosine=not args.no_cosine, log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
     rep.pop("_scores", None)
     print(json.dumps(rep, indent=2))

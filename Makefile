@@ -22,7 +22,7 @@ demo: install ## Route 120 real prompts on the embedded default config and show 
 test: fmt-check install test-rust test-python ## Everything CI runs: format check, Rust tests, then Python tests
 
 fmt-check: ## Rust formatting as rustfmt.toml sets it (skipped where rustfmt is not installed)
-	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else echo "rustfmt not installed: format check skipped"; fi
+	@if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check && echo "rust formatting: ok"; else echo "rustfmt not installed: format check skipped"; fi
 
 test-rust: ## cargo tests of the core, sentence embedder included (feature embed)
 	ROUTERX_PYTHON=$(PY) cargo test -p routerx-core --features embed --quiet

@@ -239,9 +239,9 @@ L2 = 1e-2
 PATIENCE = 5
 
 
-def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
-    """Train and test pair indices such that no text appears on both sides: pairs sharing a text
-    (transitively) form one group, and whole groups go to one side."""
+def _linked(pairs: Sequence[Pair]) -> Callable[[str], str]:
+    """Union-find over the texts of ``pairs``: the returned function maps a text to its group's root
+    (texts linked by pairs, transitively, share one)."""
     parent: Dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -255,6 +255,13 @@ def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple
         ra, rb = find(p.a), find(p.b)
         if ra != rb:
             parent[ra] = rb
+    return find
+
+
+def group_split(pairs: Sequence[Pair], test_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Train and test pair indices such that no text appears on both sides: pairs sharing a text
+    (transitively) form one group, and whole groups go to one side."""
+    find = _linked(pairs)
     roots = sorted({find(p.a) for p in pairs})
     rng = random.Random(seed)
     test_roots = {r for r in roots if rng.random() < test_fraction}
@@ -290,20 +297,10 @@ def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[i
     """Duplicates that transitivity implies among the ``fit`` pairs (a ~ b and b ~ c, so a ~ c): up
     to ``per_text`` times the size of each cluster of duplicates, drawn at random (seeded), none
     equal to a pair of ``fit`` or ``held`` in either order, so no held-out pair is ever trained on."""
-    parent: Dict[str, str] = {}
-
-    def root(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i in fit:
-        if pairs[i].label:
-            parent[root(pairs[i].a)] = root(pairs[i].b)
+    dups = [pairs[i] for i in fit if pairs[i].label]
+    root = _linked(dups)
     clusters: Dict[str, List[str]] = {}
-    for t in sorted(parent):
+    for t in sorted({t for p in dups for t in (p.a, p.b)}):
         clusters.setdefault(root(t), []).append(t)
     known = {frozenset((pairs[i].a, pairs[i].b)) for i in (*fit, *held)}
     rng = random.Random(seed)

@@ -262,6 +262,7 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path, extra
     assert st[yt == 1].mean() > st[yt == 0].mean(), "it learned nothing"
     assert rep["test_auc"] > 0.5 and 0 <= rep["test_balanced_best_at_0.90"]["recall"] <= 1
     assert rep["transitive_pairs"] <= (1 if extra["transitive"] else 0), "the passport chain implies one pair at most"
+    assert rep["pairs"] == len(pairs), "the report counts the pairs given, not the implied ones"
     refused = rep["test_guard_refuses"]["duplicates"]
     assert refused >= 1 and rep["test_balanced_at_threshold"]["recall"] <= 1 - refused / rep["test_positives"] + 1e-9
 

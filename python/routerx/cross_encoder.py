@@ -247,7 +247,9 @@ def train_cross_encoder(
     checkpoint and the acceptance threshold); the held-out figures are the core's own scores of
     the written file. With ``cosine``, the score is calibrated on the validation pairs over the
     network's logit and the pair's cosine under the sentence model (which the cache's embedder
-    must then be); otherwise over the logit alone. Seeded. Returns (``_core.CrossEncoder``,
+    must then be); otherwise over the logit alone. ``transitive``: duplicates implied by
+    transitivity among the training pairs are added, up to that many per text of each cluster
+    (:func:`calibrate.transitive_pairs`; 0: none). Seeded. Returns (``_core.CrossEncoder``,
     report)."""
     import numpy as np
 
@@ -258,21 +260,22 @@ def train_cross_encoder(
         raise ConfigError(f"target precision must be in (0, 1), got {target_precision}", field="target_precision")
     if not (epochs > 0 and math.isfinite(epochs)) or batch < 1 or not lr > 0:
         raise ConfigError("epochs, lr and batch must be positive", field="epochs")
-    pairs_in = pairs
+    if transitive < 0:
+        raise ConfigError(f"transitive must be >= 0, got {transitive}", field="transitive")
     pairs = list(pairs)
+    n_given = len(pairs)
     y = np.array([p.label for p in pairs], dtype=np.int64)
     train, test = split_pairs(pairs, test_fraction, seed, split)
     fit_i, val_i = split_pairs([pairs[i] for i in train], 0.15, seed + 1, split)
     fit = [train[i] for i in fit_i][: max_train_pairs or None]
     val = [train[i] for i in val_i]
-    if transitive < 0:
-        raise ConfigError(f"transitive must be >= 0, got {transitive}", field="transitive")
+    n_labelled = len(fit)
     if transitive:
         implied = transitive_pairs(pairs, fit, val + test, transitive, seed + 2)
         fit += range(len(pairs), len(pairs) + len(implied))
         pairs += implied
         y = np.array([p.label for p in pairs], dtype=np.int64)
-        log(f"{len(implied)} duplicates implied by transitivity added to {len(fit) - len(implied)} training pairs")
+        log(f"{len(implied)} duplicates implied by transitivity added to {n_labelled} training pairs")
     if min(y[fit].sum(), len(fit) - y[fit].sum(), y[test].sum(), len(test) - y[test].sum(), y[val].sum()) < 1:
         raise ConfigError("the pairs need duplicates and non-duplicates on every side of the split", field="pairs")
 
@@ -382,15 +385,15 @@ def train_cross_encoder(
     report: Dict[str, Any] = {
         "kind": "cross-encoder",
         "base": base,
-        "pairs": len(pairs),
-        "train_pairs": len(fit),
+        "pairs": n_given,
+        "train_pairs": n_labelled,
         "validation_pairs": len(val),
         "test_pairs": len(test),
         "test_positives": pos,
         "test_negatives": neg,
         "epochs": epochs,
         "step_chosen": best[1],
-        "transitive_pairs": len(pairs) - len(pairs_in),
+        "transitive_pairs": len(pairs) - n_given,
         "steps": steps,
         "lr": lr,
         "batch": batch,

@@ -176,8 +176,8 @@ const MAX_PARTS: usize = 64;
 /// Lexicon roles: the term is a target ("to French") or a source ("from English").
 const TARGET: u8 = 1;
 const SOURCE: u8 = 2;
-/// Joined by "and", "or", "&" or "vs" to another member of its group ("pros and cons", "boys or
-/// the girls"): the pair's order then says nothing.
+/// Joined to another member of its group by "and", "or", "nor", "&", "vs" or a slash ("pros and
+/// cons", "boys or the girls", "son/daughter"): the pair's order then says nothing.
 const JOINED: u8 = 4;
 /// Scratch buffers larger than this (elements) are not kept between calls: one huge prompt should
 /// not pin its buffers in every thread.
@@ -980,7 +980,7 @@ struct Builder {
     num_pairs: Vec<(u64, u64)>,
     /// One (key, role, token index) per occurrence; aggregated in `finish`.
     lex_hits: Vec<(u32, u8, u32)>,
-    /// Token index of the last "and", "or", "&" or "vs", for [`JOINED`].
+    /// Token index of the last join word or slash, for [`JOINED`].
     join_at: Option<u32>,
     prefixed: Vec<Prefixed>,
     idents: Vec<Ident>,

@@ -34,13 +34,15 @@ def base() -> Tuple[Dict[str, Any], Dict[str, Any], str, str]:
     return base_files()
 
 
-def make(path: Path, base: Any, head_w: Any = None, head_b: float = 0.0, threshold: float = 0.5, calibration: Any = None) -> Path:
+def make(path: Path, base: Any, head_w: Any = None, head_b: float = 0.0, threshold: float = 0.5, calibration: Any = None, name_threshold: Any = None) -> Path:
     tensors, config, tok, model_id = base
     h = config["hidden_size"]
     t = dict(tensors)
     t["head.weight"] = np.zeros((1, h), np.float32) if head_w is None else np.asarray(head_w, np.float32).reshape(1, h)
     t["head.bias"] = np.array([head_b], np.float32)
-    write_cross_encoder(path, t, config=config, tokenizer=tok, threshold=threshold, base=model_id, report={"made": "by the test"}, calibration=calibration)
+    write_cross_encoder(
+        path, t, config=config, tokenizer=tok, threshold=threshold, name_threshold=name_threshold, base=model_id, report={"made": "by the test"}, calibration=calibration
+    )
     return path
 
 
@@ -138,16 +140,18 @@ def test_bad_files_are_refused_with_their_name(tmp_path: Path, base: Any) -> Non
         write_cross_encoder(tmp_path / "x.safetensors", {"head.bias": np.array([math.nan])}, config={}, tokenizer="", threshold=0.5)
     with pytest.raises(routerx.ConfigError):
         make(tmp_path / "x.safetensors", base, threshold=1.0)
+    with pytest.raises(routerx.ConfigError, match="name_threshold"):
+        make(tmp_path / "x.safetensors", base, name_threshold=math.nan)
     # The good file is untouched by the failed writes.
     assert path.read_bytes() == good
 
 
-def routed(verifier: Path, **route: Any) -> Tuple[str, Dict[str, Any]]:
-    r = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.5, "verifier": str(verifier)}}, db=None)
-    d = r.route(STORED, tenant="t")
+def routed(verifier: Path, stored: str = STORED, same: str = SAME, trust_names: bool = True, **route: Any) -> Tuple[str, Dict[str, Any]]:
+    r = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.5, "verifier": str(verifier), "verifier_trust_names": trust_names}}, db=None)
+    d = r.route(stored, tenant="t")
     assert d.cache == "miss"
     r.record(d, "Settings, then Security.", input_tokens=20, output_tokens=5, latency_ms=100)
-    return r.route(SAME, tenant="t", **route).cache, r.stats()["semantic"]
+    return r.route(same, tenant="t", **route).cache, r.stats()["semantic"]
 
 
 def test_route_obeys_the_cross_encoder(tmp_path: Path, base: Any) -> None:
@@ -162,6 +166,32 @@ def test_route_obeys_the_cross_encoder(tmp_path: Path, base: Any) -> None:
     assert routed(even, verifier_threshold=0.6)[0] == "miss"
     with pytest.raises(routerx.InvalidRequestError, match="verifier_threshold"):
         routed(even, verifier_threshold=math.nan)
+
+
+def test_a_trusted_score_overrules_a_name_difference_only(tmp_path: Path, base: Any) -> None:
+    """A head bias of 2 scores every pair 0.88: over a name threshold of 0.8 the guard's "names
+    differ" gives way; under 0.9 it does not, nor ever does any other difference."""
+    trump = ("What does Donald Trump think about Mexico?", "What does Trump think about Mexico?")
+    assert _core.guard_check(*trump) == "names differ: donald vs none"
+    trusting = make(tmp_path / "trusting.safetensors", base, head_b=2.0, name_threshold=0.8)
+    assert _core.CrossEncoder.load(str(trusting)).name_threshold == pytest.approx(0.8)
+    cache, stats = routed(trusting, *trump)
+    assert cache == "semantic" and stats["guard_overruled"] == 1 and stats["guard_rejections"] == 0
+    assert stats["verifier_name_threshold"] == pytest.approx(0.8)
+    # The per-request threshold comes first: a score under it is refused before the guard.
+    assert routed(trusting, *trump, verifier_threshold=0.95)[0] == "miss"
+    for path in (make(tmp_path / "wary.safetensors", base, head_b=2.0, name_threshold=0.9), make(tmp_path / "old.safetensors", base, head_b=2.0)):
+        cache, stats = routed(path, *trump)
+        assert cache == "miss" and stats["guard_overruled"] == 0 and stats["guard_rejections"] == 1
+    assert _core.CrossEncoder.load(str(tmp_path / "old.safetensors")).name_threshold is None
+    # The configuration may refuse to trust it.
+    cache, stats = routed(trusting, *trump, trust_names=False)
+    assert cache == "miss" and stats["guard_overruled"] == 0 and stats["verifier_name_threshold"] is None
+    with pytest.raises(routerx.ConfigError, match="verifier_trust_names"):
+        routerx.Router({"semantic": {"enabled": True, "verifier": str(trusting), "verifier_trust_names": "yes"}}, db=None)
+    # Numbers differ as well as names: never overruled.
+    cache, stats = routed(trusting, "What did Donald Trump say in 2016?", "What did Trump say in 2017?")
+    assert cache == "miss" and stats["guard_overruled"] == 0
 
 
 def test_a_calibration_weighs_the_cosine_the_cache_computed(tmp_path: Path, base: Any) -> None:
@@ -252,6 +282,8 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path, extra
     pairs = [Pair(f"{a} {k}", f"{b} {k}", y) for k in range(40) for a, b, y in PAIRS]
     # Labelled duplicates the cache's guard refuses (polarity): never counted as hits.
     pairs += [Pair(f"how do i turn on the heating {k}", f"how do i turn off the heating {k}", 1) for k in range(40)]
+    # Duplicates that differ only in a name (the guard refuses them unless the score is trusted).
+    pairs += [Pair(f"what does Donald Trump think about Mexico {k}", f"what does Trump think about Mexico {k}", 1) for k in range(20)]
     out = tmp_path / "v.safetensors"
     # One chain of three duplicates, so that transitivity has a pair to imply.
     pairs += [Pair("how do i renew my passport", "how can i renew a passport", 1), Pair("how can i renew a passport", "passport renewal steps", 1)]
@@ -263,6 +295,9 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path, extra
     assert rep["test_auc"] > 0.5 and 0 <= rep["test_balanced_best_at_0.90"]["recall"] <= 1
     assert rep["transitive_pairs"] <= (1 if extra["transitive"] else 0), "the passport chain implies one pair at most"
     assert rep["pairs"] == len(pairs), "the report counts the pairs given, not the implied ones"
+    nt = rep["name_threshold"]
+    assert x.name_threshold == (None if nt is None else pytest.approx(nt)) and (nt is None or rep["threshold"] <= nt < 1)
+    assert rep["near_misses"] == len(_core.near_misses()) and isinstance(rep["near_misses_served"], list)
     refused = rep["test_guard_refuses"]["duplicates"]
     assert refused >= 1 and rep["test_balanced_at_threshold"]["recall"] <= 1 - refused / rep["test_positives"] + 1e-9
 

@@ -304,7 +304,7 @@ def _stats(m: pb.StatsResponse) -> Dict[str, Any]:
     s["server"] = {k: getattr(m.server, k) for k in ("decisions_held", "decisions_expired", "decisions_evicted")}
     s["tenant"] = m.tenant or None
     s["semantic_hits"] = m.semantic_hits
-    s["semantic"] = {k: getattr(m.semantic, k) for k in ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")}
+    s["semantic"] = {k: getattr(m.semantic, k) for k in ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "guard_overruled", "stale_candidates")}
     q = m.quality
     s["quality"] = (
         {

@@ -65,6 +65,7 @@ _SCHEMA: Dict[str, Dict[str, type | Tuple[type, ...]]] = {
         "embedder": str,
         "verifier": str,
         "verifier_threshold": (int, float),
+        "verifier_trust_names": bool,
     },
     "quality": {
         "model": str,
@@ -214,6 +215,9 @@ class SemanticSettings:
     verifier: Optional[Path] = None
     #: Its acceptance score in (0, 1); default: the one chosen at training time.
     verifier_threshold: Optional[float] = None
+    #: A cross-encoder's score at or above its name threshold (chosen at training time) overrules
+    #: the guard when names alone differ ("Donald Trump" / "Trump"); false: never.
+    verifier_trust_names: bool = True
 
 
 @dataclass(frozen=True)
@@ -381,6 +385,7 @@ def load_config(config: ConfigInput = None) -> Config:
         embedder=emb,
         verifier=(root / sm["verifier"]) if sm.get("verifier") else None,
         verifier_threshold=float(sm["verifier_threshold"]) if sm.get("verifier_threshold") is not None else None,
+        verifier_trust_names=sm.get("verifier_trust_names", True),
     )
     qm = merged["quality"]
     wtp = qm.get("willingness_to_pay")

@@ -72,6 +72,7 @@ def write_cross_encoder(
     config: Dict[str, Any],
     tokenizer: str,
     threshold: float,
+    name_threshold: Optional[float] = None,
     max_tokens: int = MAX_TOKENS,
     base: str = "",
     report: Optional[Dict[str, Any]] = None,
@@ -81,13 +82,16 @@ def write_cross_encoder(
     Hugging Face's names plus ``head.weight`` (1 × hidden) and ``head.bias`` (1), as float32,
     with a SHA-256 of the tensor bytes the core checks on load. ``calibration``: ``{"logit",
     "cosine", "bias", "embedder"}`` (score = sigmoid(logit·w + cosine·v + bias)); None: the
-    network's own probability."""
+    network's own probability. ``name_threshold``: the score at or above which the cache
+    overrules the guard's refusal when only names differ (None: never)."""
     import numpy as np
 
     from .quality.model import atomic_write
 
     if not 0 < threshold < 1:
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}", field="threshold")
+    if name_threshold is not None and not 0 < name_threshold < 1:
+        raise ConfigError(f"name_threshold must be in (0, 1), got {name_threshold}", field="name_threshold")
     header: Dict[str, Any] = {}
     blobs: List[bytes] = []
     off = 0
@@ -106,6 +110,7 @@ def write_cross_encoder(
         "config": json.dumps(config),
         "tokenizer": tokenizer,
         "threshold": repr(float(threshold)),
+        **({"name_threshold": repr(float(name_threshold))} if name_threshold is not None else {}),
         "max_tokens": str(int(max_tokens)),
         "base": base,
         "report": json.dumps(report or {}),
@@ -317,7 +322,8 @@ def train_cross_encoder(
         return s
 
     vsub = rng.sample(val, min(len(val), 2000))
-    refuses = {i: _core.guard_check(pairs[i].a, pairs[i].b) is not None for i in val + test}
+    kinds = {i: _guard_kind(_core.guard_check(pairs[i].a, pairs[i].b)) for i in val + test}
+    refuses = {i: k != "ok" for i, k in kinds.items()}
 
     def guarded(scores: Any, idx: Sequence[int]) -> Any:
         return np.where([refuses[i] for i in idx], -np.inf, scores)
@@ -371,17 +377,21 @@ def train_cross_encoder(
     lv = np.array(core.logits([pairs[i].a for i in val], [pairs[i].b for i in val]))
     lt = np.array(core.logits([pairs[i].a for i in test], [pairs[i].b for i in test]))
     calibration, sv, st, cos_t = _calibrate(lv, lt, y[val], [not refuses[i] for i in val], [pairs[i] for i in val + test] if cosine else None, model_dir, seed)
-    # The threshold and the headline figures are the cache's: a pair the guard refuses is never a
-    # hit, whatever its score. On QQP that refuses about a quarter of the duplicates (their numbers,
-    # negation or names differ: "lose 30 pounds" / "lose 15 kilos").
-    val_recall, threshold = _recall_at(guarded(sv, val), y[val], target_precision)
-    threshold = min(max(threshold, 1e-3), 0.999)
+    # The thresholds and the headline figures are the cache's: a pair the guard refuses is never
+    # a hit, whatever its score, unless only names differ and the score reaches the name threshold.
+    # On QQP the guard refuses about a quarter of the duplicates (their numbers, negation or names
+    # differ: "lose 30 pounds" / "lose 15 kilos", "Donald Trump" / "Trump").
+    kv, kt = [kinds[i] for i in val], [kinds[i] for i in test]
+    val_recall, threshold, name_threshold = _thresholds(sv, kv, y[val], target_precision)
     yt = y[test]
-    gt = guarded(st, test)
+    gt = _served_scores(st, kt, name_threshold)
     acc = gt >= threshold
     tp, fp = int((acc & (yt == 1)).sum()), int((acc & (yt == 0)).sum())
     pos, neg = int(yt.sum()), int(len(yt) - yt.sum())
     refused = np.isneginf(gt)
+    overruled = acc & (np.array(kt) == "name")
+    strict = guarded(st, test)
+    near = _near_misses_served(core, calibration, model_dir, threshold, name_threshold)
     report: Dict[str, Any] = {
         "kind": "cross-encoder",
         "base": base,
@@ -403,13 +413,23 @@ def train_cross_encoder(
         "target_precision": target_precision,
         "target_on": "balanced pairs",
         "threshold": threshold,
+        "name_threshold": name_threshold,
         "validation_balanced_recall": val_recall,
         "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp else 1.0, "recall": tp / pos, "false_hits": fp},
         "guard": "applied, as in the cache",
         "test_guard_refuses": {"duplicates": int((refused & (yt == 1)).sum()), "non_duplicates": int((refused & (yt == 0)).sum())},
-        # Best recall any threshold reaches on the held-out pairs: with the guard (the cache), and
-        # of the scores alone.
-        "test_balanced_best_at_target": {"recall": _recall_at(gt, yt, target_precision)[0], "recall_without_guard": _recall_at(st, yt, target_precision)[0]},
+        "test_name_difference_overruled": {"duplicates": int((overruled & (yt == 1)).sum()), "non_duplicates": int((overruled & (yt == 0)).sum())},
+        # Of the project's near-miss pairs, those the cache would serve with this file (each one a
+        # false hit): only name differences can be overruled.
+        "near_misses": len(_core.near_misses()),
+        "near_misses_served": near,
+        # Best recall any main threshold reaches on the held-out pairs (the name threshold kept):
+        # with the guard (the cache), with the guard never overruled, and of the scores alone.
+        "test_balanced_best_at_target": {
+            "recall": _recall_at(gt, yt, target_precision)[0],
+            "recall_guard_never_overruled": _recall_at(strict, yt, target_precision)[0],
+            "recall_without_guard": _recall_at(st, yt, target_precision)[0],
+        },
         "test_balanced_best_at_0.90": {"recall": _recall_at(gt, yt, 0.90)[0], "recall_without_guard": _recall_at(st, yt, 0.90)[0]},
         "test_auc": roc_auc(st, yt),
         "test_auc_uncalibrated": roc_auc(lt, yt),
@@ -417,7 +437,11 @@ def train_cross_encoder(
         "test_at_threshold": {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / pos},
         "train_seconds": round(time.time() - t0, 1),
     }
-    write_cross_encoder(out, params, config=config, tokenizer=tok_json, threshold=threshold, max_tokens=max_tokens, base=base, report=report, calibration=calibration)
+    write_cross_encoder(
+        out, params, config=config, tokenizer=tok_json, threshold=threshold, name_threshold=name_threshold, max_tokens=max_tokens, base=base, report=report, calibration=calibration
+    )
+    if near:
+        log(f"warning: the cache would serve {len(near)} of the project's near-miss pairs with this file: {near[:3]}")
     x = _core.CrossEncoder.load(os.fspath(out))
     # The core's calibrated scores of the final file must be those reported.
     check = test[:64]
@@ -427,6 +451,65 @@ def train_cross_encoder(
         raise RuntimeError(f"the core's calibrated scores differ from the reported ones (max difference {np.abs(got - st[: len(check)]).max():.2e})")
     report["_scores"] = {"test": st, "test_labels": yt}
     return x, report
+
+
+def _guard_kind(reason: Optional[str]) -> str:
+    """"ok" (the guard passes), "name" (only names differ: a trusted score overrules it) or
+    "other"."""
+    if reason is None:
+        return "ok"
+    return "name" if reason.startswith("names differ") else "other"
+
+
+def _served_scores(scores: Any, kinds: Sequence[str], name_threshold: Optional[float]) -> Any:
+    """The scores as the cache acts on them: -inf where the guard refuses and is not overruled."""
+    import numpy as np
+
+    k = np.asarray(kinds)
+    nt = np.inf if name_threshold is None else name_threshold
+    refused = (k == "other") | ((k == "name") & (scores < nt))
+    return np.where(refused, -np.inf, scores)
+
+
+def _thresholds(scores: Any, kinds: Sequence[str], y: Any, target: float) -> Tuple[float, float, Optional[float]]:
+    """(recall, threshold, name threshold) on validation pairs: the pair of thresholds with the
+    most recall at balanced precision ``target``, the name threshold never below the other (the
+    cache scores a candidate against the threshold first). None: overruling names never helps."""
+    import numpy as np
+
+    names = np.asarray(kinds) == "name"
+    grid = np.unique(np.quantile(scores[names], np.linspace(0.5, 1, 101))) if names.any() else np.array([])
+    r0, t0 = _recall_at(_served_scores(scores, kinds, None), y, target)
+    best: Tuple[float, float, Optional[float]] = (r0, t0, None)
+    for nt in grid:
+        r, t = _recall_at(_served_scores(scores, kinds, float(nt)), y, target)
+        if r > best[0]:
+            best = (r, t, float(max(nt, t)))
+    r, t, nt = best
+    t = min(max(t, 1e-3), 0.999)
+    return r, t, None if nt is None else min(max(nt, t), 0.999)
+
+
+def _near_misses_served(core: Any, calibration: Dict[str, Any], model_dir: Any, threshold: float, name_threshold: Optional[float]) -> List[Tuple[str, str]]:
+    """The project's near-miss pairs the cache would serve: the guard refuses each, so only a
+    name difference trusted at ``name_threshold`` can be."""
+    if name_threshold is None:
+        return []
+    cand = [(a, b) for a, b in _core.near_misses() if _guard_kind(_core.guard_check(a, b)) == "name"]
+    if not cand:
+        return []
+    import numpy as np
+
+    a, b = [p[0] for p in cand], [p[1] for p in cand]
+    x = np.array(core.logits(a, b)) * calibration["logit"] + calibration["bias"]
+    if calibration.get("embedder"):
+        from .embed import load_minilm
+
+        emb = load_minilm(model_dir)
+        x += calibration["cosine"] * (emb.embed(a) * emb.embed(b)).sum(axis=1)
+    s = 1 / (1 + np.exp(-x))
+    at = max(threshold, name_threshold)
+    return [p for p, x in zip(cand, s) if x >= at]
 
 
 def _calibrate(lv: Any, lt: Any, yv: Any, served: Sequence[bool], cos_pairs: Optional[Sequence[Any]], model_dir: Any, seed: int) -> Tuple[Dict[str, Any], Any, Any, Any]:

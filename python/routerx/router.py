@@ -211,7 +211,7 @@ class Router:
             # verifier over the pair's vectors.
             load = _core.CrossEncoder.load if sc.verifier.suffix == ".safetensors" else _core.Verifier.load
             verifier = load(str(sc.verifier))
-        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold)
+        self._semantic = _core.Semantic(emb._inner, self.semantic_index.search, sc.min_similarity, sc.top_k, sc.max_batch, sc.max_wait_us, dict(sc.category_min_similarity), verifier, sc.verifier_threshold, sc.verifier_trust_names)
 
     def _sync_index(self, added: Optional[Tuple[int, int, bytes]]) -> None:
         """Applies the core's semantic inserts and removals to the faiss index."""

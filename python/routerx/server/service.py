@@ -54,7 +54,7 @@ REQUEST_ID_KEY = "x-request-id"
 
 _CACHE_OUTCOME = {"exact": pb.CACHE_OUTCOME_EXACT, "miss": pb.CACHE_OUTCOME_MISS, "bypass": pb.CACHE_OUTCOME_BYPASS}
 _CACHE_COUNTER = {"exact": tc.EXACT_HITS, "semantic": tc.SEMANTIC_HITS, "miss": tc.MISSES, "bypass": tc.BYPASSED}
-_SEMANTIC_STATS = ("entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")
+_SEMANTIC_STATS = ("entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "guard_overruled", "stale_candidates")
 _COUNTERS = tc.COUNTERS
 _LATENCY = ("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us")
 _CACHE_STATS = ("entries", "bytes", "inserts", "evictions", "expirations")

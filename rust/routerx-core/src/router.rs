@@ -482,8 +482,9 @@ impl Core {
 
     /// A semantic hit for `req`: the best of `candidates` ((id, cosine) from the index, best first)
     /// that is in `scope`, at least its category's threshold, compatible by the near-miss guard and good
-    /// enough for the request's `min_quality`. `Ok(None)`: not served (nothing counted; the
-    /// caller routes the request). Never called for `no_cache` requests.
+    /// enough for the request's `min_quality`; `trusted` as in [`SemanticStore::resolve`].
+    /// `Ok(None)`: not served (nothing counted; the caller routes the request). Never called for
+    /// `no_cache` requests.
     pub fn route_semantic(
         &self,
         req: &Request,
@@ -491,6 +492,7 @@ impl Core {
         scope: u64,
         candidates: &[(u64, f32)],
         thresholds: &[f32; crate::classifier::N_CATEGORIES],
+        trusted: &[u64],
     ) -> Result<Option<RouteOutcome>> {
         let t0 = Instant::now();
         // Best first: when the best is under every threshold nothing can be served, and the
@@ -502,7 +504,7 @@ impl Core {
         let sig = Signature::of(crate::semantic::query_of(req));
         let now = unix_now();
         let policy = self.policy.load_full();
-        let acc = match self.semantic.resolve(scope, &sig, candidates, thresholds, now) {
+        let acc = match self.semantic.resolve(scope, &sig, candidates, thresholds, now, trusted) {
             Ok(a) if self.hit_meets_quality(&policy, &a.entry.entry, c) => a,
             _ => return Ok(None),
         };

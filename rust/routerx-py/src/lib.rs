@@ -1134,6 +1134,7 @@ impl PyCore {
             ("hits", st.hits),
             ("below_threshold", st.below_threshold),
             ("guard_rejections", st.guard_rejections),
+            ("guard_overruled", st.guard_overruled),
             ("stale_candidates", st.stale_candidates),
         ] {
             sc.set_item(name, v)?;
@@ -1175,13 +1176,16 @@ struct PySemantic {
     failures: std::sync::atomic::AtomicU64,
     /// The learned pair verifier every candidate must also pass, with its acceptance threshold.
     verifier: Option<(PairVerifier, f32)>,
+    /// A cross-encoder's score at or above which the guard's name difference is overruled
+    /// (None: never, or `trust_names = false`).
+    name_threshold: Option<f32>,
     verifier_refusals: std::sync::atomic::AtomicU64,
 }
 
 #[pymethods]
 impl PySemantic {
     #[new]
-    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200, category_min_similarity=None, verifier=None, verifier_threshold=None))]
+    #[pyo3(signature = (embedder, search, min_similarity, top_k=4, max_batch=32, max_wait_us=200, category_min_similarity=None, verifier=None, verifier_threshold=None, trust_names=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         embedder: &Bound<'_, PyEmbedder>,
@@ -1193,6 +1197,7 @@ impl PySemantic {
         category_min_similarity: Option<std::collections::HashMap<String, f32>>,
         verifier: Option<&Bound<'_, PyAny>>,
         verifier_threshold: Option<f32>,
+        trust_names: bool,
     ) -> PyResult<Self> {
         let cosine = |field: String, v: f32| -> PyResult<f32> {
             if v > 0.0 && v <= 1.0 {
@@ -1217,6 +1222,7 @@ impl PySemantic {
         let m = model.clone();
         let cfg = BatcherConfig { max_batch, max_wait: std::time::Duration::from_micros(max_wait_us), ..BatcherConfig::default() };
         let batcher = Batcher::new(cfg, move |items: Vec<(u64, Arc<str>)>| search_batch(&m, &search, top_k, items)).map_err(to_py_err)?;
+        let mut name_threshold = None;
         let verifier = match verifier {
             Some(obj) => {
                 let (v, default) = if let Ok(v) = obj.cast::<PyVerifier>() {
@@ -1241,6 +1247,7 @@ impl PySemantic {
                         ));
                     }
                     let t = x.threshold;
+                    name_threshold = x.name_threshold.filter(|_| trust_names);
                     (PairVerifier::Cross(x), t)
                 } else {
                     return Err(invalid("semantic.verifier", "must be a Verifier or a CrossEncoder"));
@@ -1258,6 +1265,7 @@ impl PySemantic {
             thresholds,
             failures: Default::default(),
             verifier,
+            name_threshold,
             verifier_refusals: Default::default(),
         })
     }
@@ -1283,6 +1291,7 @@ impl PySemantic {
         d.set_item("failures", self.failures.load(std::sync::atomic::Ordering::Relaxed))?;
         d.set_item("verifier_refusals", self.verifier_refusals.load(std::sync::atomic::Ordering::Relaxed))?;
         d.set_item("verifier_threshold", self.verifier.as_ref().map(|(_, t)| *t))?;
+        d.set_item("verifier_name_threshold", self.name_threshold)?;
         Ok(d)
     }
 }
@@ -1340,6 +1349,7 @@ fn semantic_outcome(
         return core.route(req, c);
     };
     core.semantic().rescore(&vector, &mut candidates);
+    let mut trusted = Vec::new();
     if let Some((v, t)) = verify {
         let (kept, refused) = match v {
             PairVerifier::Vectors(v) => {
@@ -1347,13 +1357,15 @@ fn semantic_outcome(
             }
             PairVerifier::Cross(x) => {
                 let floor = thresholds.iter().copied().fold(1.0f32, f32::min);
-                routerx_core::embed::cross::filter(core.semantic(), x, t, &query, &candidates, floor)
+                let f = routerx_core::embed::cross::filter(core.semantic(), x, t, sem.name_threshold, &query, &candidates, floor);
+                trusted = f.trusted;
+                (f.kept, f.refused)
             }
         };
         sem.verifier_refusals.fetch_add(refused, std::sync::atomic::Ordering::Relaxed);
         candidates = kept;
     }
-    if let Some(hit) = core.route_semantic(req, c, scope, &candidates, thresholds)? {
+    if let Some(hit) = core.route_semantic(req, c, scope, &candidates, thresholds, &trusted)? {
         return Ok(hit);
     }
     let out = core.route(req, c)?;
@@ -1740,6 +1752,11 @@ impl PyCrossEncoder {
     fn threshold(&self) -> f32 {
         self.0.threshold
     }
+    /// Score at or above which a difference in names alone is overruled (None: never).
+    #[getter]
+    fn name_threshold(&self) -> Option<f32> {
+        self.0.name_threshold
+    }
     #[getter]
     fn max_tokens(&self) -> usize {
         self.0.max_tokens
@@ -1762,6 +1779,12 @@ fn text_pairs<'a>(a: &'a [String], b: &'a [String]) -> PyResult<Vec<(&'a str, &'
     Ok(a.iter().map(String::as_str).zip(b.iter().map(String::as_str)).collect())
 }
 
+/// The project's near-miss pairs (each one a request whose answer the other must not get).
+#[pyfunction]
+fn near_misses() -> Vec<(&'static str, &'static str)> {
+    semantic::guard::NEAR_MISSES.to_vec()
+}
+
 /// Why the semantic cache's near-miss guard refuses to serve `b`'s answer for `a` (None: it would).
 #[pyfunction]
 fn guard_check(a: &str, b: &str) -> Option<String> {
@@ -1779,6 +1802,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCrossEncoder>()?;
     m.add_class::<PyQualityModel>()?;
     m.add_function(wrap_pyfunction!(verifier_features, m)?)?;
+    m.add_function(wrap_pyfunction!(near_misses, m)?)?;
     m.add_function(wrap_pyfunction!(categories, m)?)?;
     m.add_function(wrap_pyfunction!(guard_check, m)?)?;
     m.add_function(wrap_pyfunction!(default_classifier_json, m)?)?;

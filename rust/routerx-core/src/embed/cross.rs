@@ -41,6 +41,9 @@ pub struct CrossEncoder {
     hidden: usize,
     /// Score in (0, 1) at or above which a candidate is accepted, chosen at training time.
     pub threshold: f32,
+    /// Score at or above which the guard's name difference ("Donald Trump" / "Trump") is
+    /// overruled, chosen on validation pairs with `threshold`; None: never (older files).
+    pub name_threshold: Option<f32>,
     /// How the network's logit (and the pair's cosine) become the score.
     pub calibration: Calibration,
     /// Token limit of one (query, candidate) pair, special tokens included.
@@ -99,6 +102,13 @@ impl CrossEncoder {
         if !(threshold > 0.0 && threshold < 1.0) {
             return Err(bad(format!("threshold {threshold} is not in (0, 1)")));
         }
+        let name_threshold = match meta.get("name_threshold") {
+            None => None,
+            Some(t) => match t.parse::<f32>() {
+                Ok(t) if t > 0.0 && t < 1.0 => Some(t),
+                _ => return Err(bad(format!("name_threshold {t:?} is not a number in (0, 1)"))),
+            },
+        };
         let calibration = match meta.get("calibration") {
             None => Calibration::IDENTITY,
             Some(c) => serde_json::from_str::<Calibration>(c).map_err(|e| bad(format!("unreadable calibration: {e}")))?,
@@ -150,6 +160,7 @@ impl CrossEncoder {
             device,
             hidden: h,
             threshold,
+            name_threshold,
             calibration,
             max_tokens,
             base: meta.get("base").cloned().unwrap_or_default(),
@@ -231,39 +242,57 @@ impl CrossEncoder {
     }
 }
 
-/// The candidates `verifier` accepts for `query` (scored in one batch), and how many it refused.
-/// Candidates below `floor` (the lowest similarity threshold: the store refuses them anyway) and
-/// ids no longer in `store` (the store refuses them as stale) are kept unscored. A failed
-/// forward pass refuses: a miss is always safe.
+/// What [`filter`] kept of the candidates.
+#[derive(Debug, Default, PartialEq)]
+pub struct Filtered {
+    /// The candidates accepted or not scored, in their order.
+    pub kept: Vec<(u64, f32)>,
+    /// How many were scored below the threshold.
+    pub refused: u64,
+    /// Ids scored at or above `name_threshold` (and `threshold`): the store overrules the
+    /// guard's name difference for them.
+    pub trusted: Vec<u64>,
+}
+
+/// The candidates `verifier` accepts for `query` (scored in one batch); `name_threshold`
+/// (usually the file's own) marks the trusted ones, None: none. Candidates below
+/// `floor` (the lowest similarity threshold: the store refuses them anyway) and ids no longer in
+/// `store` (the store refuses them as stale) are kept unscored. A failed forward pass refuses: a
+/// miss is always safe.
 pub fn filter(
     store: &crate::semantic::SemanticStore,
     verifier: &CrossEncoder,
     threshold: f32,
+    name_threshold: Option<f32>,
     query: &str,
     candidates: &[(u64, f32)],
     floor: f32,
-) -> (Vec<(u64, f32)>, u64) {
+) -> Filtered {
     let entries: Vec<_> = candidates.iter().map(|&(id, sim)| if sim >= floor { store.get(id) } else { None }).collect();
     let pairs: Vec<(&str, &str)> = entries.iter().flatten().map(|e| (query, &*e.query)).collect();
     if pairs.is_empty() {
-        return (candidates.to_vec(), 0);
+        return Filtered { kept: candidates.to_vec(), ..Filtered::default() };
     }
     let cosines: Vec<f32> = candidates.iter().zip(&entries).filter(|(_, e)| e.is_some()).map(|(c, _)| c.1).collect();
     let mut scores = verifier.score(&pairs, Some(&cosines)).unwrap_or_default().into_iter();
-    let mut refused = 0;
-    let kept = candidates
-        .iter()
-        .zip(&entries)
-        .filter(|(_, e)| {
-            e.is_none() || {
-                let ok = scores.next().is_some_and(|s| s >= threshold);
-                refused += u64::from(!ok);
-                ok
+    let trust_at = name_threshold.map(|t| t.max(threshold));
+    let mut out = Filtered { kept: Vec::with_capacity(candidates.len()), ..Filtered::default() };
+    for (c, e) in candidates.iter().zip(&entries) {
+        if e.is_none() {
+            out.kept.push(*c);
+            continue;
+        }
+        let s = scores.next();
+        if s.is_some_and(|s| s >= threshold) {
+            out.kept.push(*c);
+            if trust_at.is_some_and(|t| s.is_some_and(|s| s >= t)) {
+                out.trusted.push(c.0);
             }
-        })
-        .map(|(c, _)| *c)
-        .collect();
-    (kept, refused)
+        } else {
+            out.refused += 1;
+        }
+    }
+    out
 }
 
 /// The string metadata of a safetensors file (`__metadata__` in its JSON header).

@@ -38,6 +38,11 @@ pub enum Mismatch {
     Number(String),
     /// The identifiers only one side has, e.g. "report.pdf vs report.docx".
     Identifier(String),
+    /// Only names differ: capitalised words inside a sentence ("Paris vs London", "donald vs
+    /// none"), and nothing else does. Apart from [`Mismatch::Identifier`] because names have
+    /// aliases a lexical check cannot know ("Donald Trump" / "Trump", "Bombay" / "Mumbai"): a
+    /// cross-encoder may overrule this one difference alone (its `name_threshold`).
+    Name(String),
     /// The command-line flags only one side has, e.g. "--force vs --dry-run".
     Flag(String),
     /// The same two terms on either side of a directional word, in opposite orders, e.g.
@@ -52,6 +57,7 @@ impl Mismatch {
             Mismatch::Polarity(_) => "polarity",
             Mismatch::Number(_) => "number",
             Mismatch::Identifier(_) => "identifier",
+            Mismatch::Name(_) => "name",
             Mismatch::Flag(_) => "flag",
             Mismatch::Order(_) => "order",
         }
@@ -65,6 +71,7 @@ impl fmt::Display for Mismatch {
             Mismatch::Polarity(p) => write!(f, "polarity differs: {p}"),
             Mismatch::Number(n) => write!(f, "numbers differ: {n}"),
             Mismatch::Identifier(s) => write!(f, "identifiers differ: {s}"),
+            Mismatch::Name(s) => write!(f, "names differ: {s}"),
             Mismatch::Flag(s) => write!(f, "flags differ: {s}"),
             Mismatch::Order(s) => write!(f, "direction reversed: {s}"),
         }
@@ -161,6 +168,7 @@ struct Ident {
     parts: Box<[u64]>,
     /// False when the parts were capped, so that coverage cannot be shown.
     coverable: bool,
+    kind: IdentKind,
 }
 
 /// Characters after which the next word starts a sentence (its capital says nothing).
@@ -344,9 +352,14 @@ pub fn check(query: &Signature, cached: &Signature) -> Result<(), Mismatch> {
     check_lexicon(query, cached)?;
     check_prefixed(query, cached)?;
     check_numbers(query, cached)?;
-    check_idents(query, cached)?;
+    // Names last: a name difference is reported only when it is the sole one.
+    let names = check_idents(query, cached);
+    if let Err(m @ Mismatch::Identifier(_)) = names {
+        return Err(m);
+    }
     check_flags(query, cached)?;
-    check_directed(query, cached)
+    check_directed(query, cached)?;
+    names
 }
 
 /// Convenience: `check(&Signature::of(a), &Signature::of(b))`.
@@ -682,7 +695,11 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
         return Ok(());
     }
     let msg = format!("{} vs {}", list(uq.iter().map(|i| &*i.text)), list(uc.iter().map(|i| &*i.text)));
-    Err(Mismatch::Identifier(msg))
+    if uq.iter().chain(&uc).all(|i| i.kind == IdentKind::Title) {
+        Err(Mismatch::Name(msg))
+    } else {
+        Err(Mismatch::Identifier(msg))
+    }
 }
 
 /// One text relates two terms one way ("kilometers to miles"), the other the other way, and
@@ -984,7 +1001,6 @@ struct Builder {
     join_at: Option<u32>,
     prefixed: Vec<Prefixed>,
     idents: Vec<Ident>,
-    ident_kinds: Vec<IdentKind>,
     flags: Vec<Box<str>>,
     directed: Vec<Directed>,
     /// The last two content tokens (index, hash) and their texts, which a directional word joins.
@@ -1034,7 +1050,6 @@ impl Builder {
             join_at: None,
             prefixed: Vec::new(),
             idents: Vec::new(),
-            ident_kinds: Vec::new(),
             flags: Vec::new(),
             directed: Vec::new(),
             last_content: None,
@@ -1315,7 +1330,6 @@ impl Builder {
             if self.words.last() == Some(&xxh3_64(first.as_bytes())) {
                 if self.idents.last().is_some_and(|i| &*i.text == first) {
                     self.idents.pop();
-                    self.ident_kinds.pop();
                 }
                 if !name.eq_ignore_ascii_case(lower) {
                     return self.word(name, false);
@@ -1600,8 +1614,7 @@ impl Builder {
 
     fn push_ident(&mut self, text: String, parts: Vec<u64>, coverable: bool, kind: IdentKind) {
         let hash = xxh3_64(text.as_bytes());
-        self.idents.push(Ident { text: text.into_boxed_str(), hash, parts: parts.into_boxed_slice(), coverable });
-        self.ident_kinds.push(kind);
+        self.idents.push(Ident { text: text.into_boxed_str(), hash, parts: parts.into_boxed_slice(), coverable, kind });
     }
 
     fn ident_token(&mut self, orig: &str) {
@@ -1699,12 +1712,17 @@ impl Builder {
         let drop_title = self.n_title_stop >= 1 && self.n_title >= 3 && self.n_title * 2 > self.n_noninitial;
         let mut idents = self.idents;
         if drop_caps || drop_title {
-            let mut kinds = self.ident_kinds.iter();
-            idents
-                .retain(|_| kinds.next().is_none_or(|k| !((drop_caps && *k == IdentKind::Caps) || (drop_title && *k == IdentKind::Title))));
+            idents.retain(|i| !((drop_caps && i.kind == IdentKind::Caps) || (drop_title && i.kind == IdentKind::Title)));
         }
         idents.sort_by(|a, b| a.text.cmp(&b.text));
-        idents.dedup_by(|a, b| a.text == b.text);
+        // A word that is a name in one place and code in another is not only a name.
+        idents.dedup_by(|dup, kept| {
+            let same = dup.text == kept.text;
+            if same && kept.kind == IdentKind::Title {
+                kept.kind = dup.kind;
+            }
+            same
+        });
 
         let mut numbers = self.numbers;
         numbers.sort_by(|a, b| a.text.cmp(&b.text).then(a.weak.cmp(&b.weak)));
@@ -2587,6 +2605,223 @@ const GROUPS: &[&[&str]] = &[
 /// Groups whose terms count only right after a number ("5 pm"; "I am" says nothing).
 const AFTER_NUMBER_GROUPS: &[&[&str]] = &[&["am", "pm"]];
 
+/// The project's near-miss pairs, written for it: requests an answer to one does not serve,
+/// though embeddings rate them alike. The guard refuses every one (in both directions, tested);
+/// a cross-encoder's trainer reports how many its name threshold would let through.
+pub const NEAR_MISSES: &[(&str, &str)] = &[
+    // Negation.
+    ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+    ("Can I use my phone on the plane?", "Can't I use my phone on the plane?"),
+    ("I can log in to the dashboard", "I cannot log in to the dashboard"),
+    ("Why does my code compile?", "Why doesn't my code compile?"),
+    ("Do include the header row", "Don't include the header row"),
+    ("Write a function with recursion", "Write a function without recursion"),
+    ("Is there a way to undo a git commit?", "Is there no way to undo a git commit?"),
+    ("Explain why the test passes", "Explain why the test never passes"),
+    ("Does the API require authentication?", "Does the API not require authentication?"),
+    ("My laptop is charging", "My laptop isn't charging"),
+    ("List countries that use the euro", "List countries that dont use the euro"),
+    ("I want coffee with sugar", "I want coffee with no sugar"),
+    // Antonyms.
+    ("Turn on the lights in the kitchen", "Turn off the lights in the kitchen"),
+    ("How do I enable dark mode in VS Code?", "How do I disable dark mode in VS Code?"),
+    ("How to increase the font size in Chrome", "How to decrease the font size in Chrome"),
+    ("Add a column to the table", "Remove a column from the table"),
+    ("Should I stretch before running?", "Should I stretch after running?"),
+    ("List the numbers above the average", "List the numbers below the average"),
+    ("Give me more examples", "Give me fewer examples"),
+    ("Find the maximum value in the array", "Find the minimum value in the array"),
+    ("Return the first element of the list", "Return the last element of the list"),
+    ("How do I open a port on Ubuntu?", "How do I close a port on Ubuntu?"),
+    ("How do I start the docker container?", "How do I stop the docker container?"),
+    ("Allow cookies from this site", "Block cookies from this site"),
+    ("Include weekends in the count", "Exclude weekends in the count"),
+    ("Accept the pull request", "Reject the pull request"),
+    ("Set the flag to true", "Set the flag to false"),
+    ("Answer yes if the number is even", "Answer no if the number is even"),
+    ("Scroll up to the top", "Scroll down to the bottom"),
+    ("How do I import a CSV into Excel?", "How do I export a CSV from Excel?"),
+    ("Is it a good time to buy Bitcoin?", "Is it a good time to sell Bitcoin?"),
+    ("Why did the Lakers win last night?", "Why did the Lakers lose last night?"),
+    ("Sort the list in ascending order", "Sort the list in descending order"),
+    ("Is the tap water safe to drink?", "Is the tap water unsafe to drink?"),
+    ("Make the text uppercase", "Make the text lowercase"),
+    ("How do I log in to Gmail?", "How do I log out of Gmail?"),
+    ("Encrypt the file with AES", "Decrypt the file with AES"),
+    ("How do I lock my screen on Windows?", "How do I unlock my screen on Windows?"),
+    ("Is this sentence grammatically correct?", "Is this sentence grammatically incorrect?"),
+    ("Write a function to read a JSON file", "Write a function to write a JSON file"),
+    ("Show hidden files in Finder", "Hide hidden files in Finder"),
+    ("Convert the image to dark mode", "Convert the image to light mode"),
+    ("Is the stock market bullish?", "Is the stock market bearish?"),
+    ("What are the advantages of remote work?", "What are the disadvantages of remote work?"),
+    ("Make the button bigger", "Make the button smaller"),
+    ("Upload the file to the bucket", "Download the file from the bucket"),
+    ("What is the past tense of run?", "What is the future tense of run?"),
+    ("Is an empty list valid input?", "Is an empty list invalid input?"),
+    ("How do I install numpy?", "How do I uninstall numpy?"),
+    ("Check if the array is non-empty", "Check if the array is empty"),
+    // Closed sets: languages, places, days, units, colours.
+    ("Translate to French: good morning", "Translate to French: good evening"),
+    ("Translate this sentence to French: I love you", "Translate this sentence to German: I love you"),
+    ("Translate from English to Spanish: thank you", "Translate from Spanish to English: thank you"),
+    ("Write a Python function that reverses a string", "Write a Rust function that reverses a string"),
+    ("Convert this JSON to YAML", "Convert this YAML to JSON"),
+    ("Convert 100 Fahrenheit to Celsius", "Convert 100 Celsius to Fahrenheit"),
+    ("What is the capital of France?", "What is the capital of Spain?"),
+    ("Schedule the meeting for Monday", "Schedule the meeting for Tuesday"),
+    ("Set an alarm for 7 am", "Set an alarm for 7 pm"),
+    ("How many minutes are in a day?", "How many seconds are in a day?"),
+    ("What is the weather tomorrow in Paris?", "What is the weather yesterday in Paris?"),
+    ("Paint the wall blue", "Paint the wall red"),
+    ("Set the timeout to 30 seconds", "Set the timeout to 30 minutes"),
+    ("It is 25°C outside", "It is 25°F outside"),
+    ("Write a SQL query for Postgres", "Write a SQL query for MySQL"),
+    // Numbers.
+    ("Write a Python function that returns the first 10 primes", "Write a Python function that returns the first 20 primes"),
+    ("What is 15% of 80?", "What is 20% of 80?"),
+    ("Install Python 3.11 on macOS", "Install Python 3.12 on macOS"),
+    ("What happened in 1969?", "What happened in 1970?"),
+    ("Give me three examples of metaphors", "Give me five examples of metaphors"),
+    ("Summarize this in 2 sentences", "Summarize this in 3 sentences"),
+    ("Convert 5 km to miles", "Convert 50 km to miles"),
+    ("What is 12 times 12?", "What is 12 times 13?"),
+    ("Book a table for two people", "Book a table for twenty people"),
+    ("How many days until December 25?", "How many days until December 24?"),
+    ("Is 3.14 a rational number?", "Is 3.15 a rational number?"),
+    ("Print the numbers from 1 to 100", "Print the numbers from 1 to 1000"),
+    ("What is the twenty-first amendment?", "What is the twenty-second amendment?"),
+    ("Price it at $5", "Price it at $50"),
+    ("Write a haiku with 3 lines", "Write a haiku"),
+    ("Upgrade to React 18", "Upgrade to React 17"),
+    ("Is 7 greater than 5?", "Is 5 greater than 7?"),
+    ("Calculate 10 / 5", "Calculate 5 / 10"),
+    ("What is the 3rd planet from the sun?", "What is the 4th planet from the sun?"),
+    ("Write a hundred words on dogs", "Write a thousand words on dogs"),
+    ("What is the first step?", "What is the second step?"),
+    ("Reduce the price by 10 percent", "Reduce the price by 15 percent"),
+    ("Is -5 less than 3?", "Is 5 less than 3?"),
+    ("What is 1,000 times 3?", "What is 1,000 times 4?"),
+    // Dates and versions.
+    ("Explain the events of 2008-09-15", "Explain the events of 2008-09-16"),
+    ("What day of the week was 2020-02-29?", "What day of the week was 2021-02-28?"),
+    ("Meet on March 3", "Meet on April 3"),
+    ("What happened on 9/11/2001?", "What happened on 9/11/2002?"),
+    ("What changed in v1.2.3?", "What changed in v1.2.4?"),
+    ("Is Node 18.x still supported?", "Is Node 20.x still supported?"),
+    // Identifiers, file names, quoted strings.
+    ("Summarize report.pdf", "Summarize report.docx"),
+    ("What does error ERR_42 mean?", "What does error ERR_43 mean?"),
+    ("Explain the getUserId function", "Explain the getUserName function"),
+    ("Open https://example.com/docs", "Open https://example.org/docs"),
+    ("Send it to alice@example.com", "Send it to bob@example.com"),
+    ("Fix the bug in utils.py", "Fix the bug in helpers.py"),
+    ("What does HTTP status 404 mean?", "What does HTTP status 500 mean?"),
+    ("What is IPv4?", "What is IPv6?"),
+    ("Compare GPT-4o with Claude", "Compare GPT-4 with Claude"),
+    ("Compare GPT-4 with Claude", "Compare GPT-3.5 with Claude"),
+    ("Give me a 7-day meal plan", "Give me a 5-day meal plan"),
+    ("Translate 'good morning' to French", "Translate 'good night' to French"),
+    ("What does the `map` method do in JavaScript?", "What does the `filter` method do in JavaScript?"),
+    ("Explain S3 pricing on AWS", "Explain EC2 pricing on AWS"),
+    ("Read the config from ~/.bashrc", "Read the config from ~/.zshrc"),
+    ("Explain os.path.join", "Explain os.path.split"),
+    ("What does the user_id column store?", "What does the user_name column store?"),
+    ("Who is the CEO of Microsoft?", "Who is the CEO of Apple?"),
+    ("Resize the image to 1920x1080", "Resize the image to 1280x720"),
+    ("Explain the x86_64 architecture", "Explain the arm64 architecture"),
+    ("What is SQL?", "What is NoSQL?"),
+    ("Summarize report.pdf", "Summarize the report"),
+    ("Tell me about Paris", "Tell me about London"),
+    ("Is the answer A or B?", "Is the answer A or C?"),
+    ("Translate \"the cat sleeps\" into Italian", "Translate \"the dog sleeps\" into Italian"),
+    ("Load the .env file", "Load the .env.local file"),
+    // Flags.
+    ("What does git push --force do?", "What does git push --dry-run do?"),
+    ("Run the tests with -v", "Run the tests with -q"),
+    ("What does rm -rf do?", "What does rm -r do?"),
+    ("cargo build --release", "cargo build"),
+    ("pip install --user requests", "pip install requests"),
+    ("Run `ls -la`", "Run `ls -l`"),
+    ("What does --output=a.txt do?", "What does --output=b.txt do?"),
+    // Everyday prompts.
+    ("What is 5 + 3?", "What is 5 - 3?"),
+    ("Tell me a joke about cats", "Tell me a joke about dogs"),
+    ("How many calories are in an apple?", "How many calories are in a banana?"),
+    ("How do I turn off notifications on my phone?", "How do I enable notifications on my phone?"),
+    ("Who won the 2018 World Cup?", "Who won the 2022 World Cup?"),
+    ("Recommend a laptop under $1000", "Recommend a laptop over $1000"),
+    ("Is coffee good for you?", "Is coffee bad for you?"),
+    ("Write a formal email to my boss", "Write a casual email to my boss"),
+    ("How much is 100 dollars in euros?", "How much is 100 euros in dollars?"),
+    ("How do I say hello in Japanese?", "How do I say hello in Korean?"),
+    ("What is the derivative of x^2?", "What is the integral of x^2?"),
+    ("What are the symptoms of diabetes?", "What are the symptoms of type 2 diabetes?"),
+    ("Should I eat before a workout?", "Should I eat after a workout?"),
+    ("Fix this code:\n```python\ndef f(x): return x + 1\n```", "Fix this code:\n```python\ndef f(x): return x + 2\n```"),
+    // Direction (real non-duplicate pairs of Quora questions, and their kind).
+    ("How do you convert kilometers to miles?", "How do I convert miles to kilometers?"),
+    ("What is the best PDF to HTML converter?", "What is the best HTML to PDF converter tool?"),
+    ("How safe is it to drive from Texas to California?", "Is it safe to drive from California to Texas?"),
+    (
+        "What great software projects have been ported from .NET to Java?",
+        "What great software projects have been ported from Java to .NET?",
+    ),
+    ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
+    ("How is Messi better than Ronaldo?", "How is Ronaldo better than Messi?"),
+    ("Is swimming healthier than running?", "Is running healthier than swimming?"),
+    ("Is Java more popular than Python?", "Is Python more popular than Java?"),
+    ("Why is an iPhone more expensive than a Pixel?", "Why is a Pixel more expensive than an iPhone?"),
+    ("Are cats less loyal than dogs?", "Are dogs less loyal than cats?"),
+    ("Is Rs 500 enough for a day in Goa?", "Is $500 enough for a day in Goa?"),
+    ("Why is the US so rich?", "Why is the UK so rich?"),
+    ("How do I move to the United States?", "How do I move to the United Kingdom?"),
+    ("Is the United Kingdom in the EU?", "Is the United States in the EU?"),
+    ("What is the population of the USA?", "What is the population of Great Britain?"),
+    ("Can you tell us about Canada?", "Can you tell me about America?"),
+    // Giving and receiving (also Quora's).
+    ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
+    ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
+    ("Do you believe there is life after death?", "Do you believe there is death after life?"),
+    ("Should I choose Python over Java?", "Should I choose Java over Python?"),
+    ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
+    // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
+    (
+        "What is the best thing about yourself, that has lead to your worst experiences in life?",
+        "What is the worst thing about yourself, that has lead to your best experiences in life?",
+    ),
+    ("Should I buy before the election and sell after it?", "Should I buy after the election and sell before it?"),
+    ("Enable logging first, then disable caching", "Disable logging first, then enable caching"),
+    ("How do I gain weight fast?", "How do I lose weight fast?"),
+    ("Why did my cat lose weight?", "Why did my cat gain weight?"),
+    // Names alone differ (written before any cross-encoder scored them: the set a name
+    // threshold is checked on).
+    ("How do I get a job at Google?", "How do I get a job at Facebook?"),
+    ("What did Einstein discover?", "What did Newton discover?"),
+    ("Where was Obama born?", "Where was Lincoln born?"),
+    ("What are the best restaurants in Chicago?", "What are the best restaurants in Boston?"),
+    ("Who wrote Hamlet?", "Who wrote Macbeth?"),
+    ("What is the net worth of Elon Musk?", "What is the net worth of Jeff Bezos?"),
+    ("How do I cancel my Netflix subscription?", "How do I cancel my Spotify subscription?"),
+    ("How do I install Docker on Ubuntu?", "How do I install Docker on Fedora?"),
+    ("When did Rome fall?", "When did Constantinople fall?"),
+    ("Summarize the plot of Inception", "Summarize the plot of Interstellar"),
+    ("Who is the lead singer of Coldplay?", "Who is the lead singer of Radiohead?"),
+    ("How far is Boston from Chicago?", "How far is Boston from Denver?"),
+    ("Is Tesla stock a good buy right now?", "Is Nvidia stock a good buy right now?"),
+    ("Tell me a joke about Bob", "Tell me a joke about Alice"),
+    ("What is the population of Mumbai?", "What is the population of Bangalore?"),
+    ("Who founded Amazon?", "Who founded Walmart?"),
+    ("What is the best hotel in Goa?", "What is the best hotel in Kerala?"),
+    ("How do I contact Uber customer support?", "How do I contact Lyft customer support?"),
+    ("What is Kubernetes used for?", "What is Terraform used for?"),
+    ("Why did Napoleon invade Russia?", "Why did Hitler invade Russia?"),
+    ("What are the side effects of Ibuprofen?", "What are the side effects of Tylenol?"),
+    ("How good is the MBA program at Stanford?", "How good is the MBA program at Wharton?"),
+    ("What is the best way to learn Django?", "What is the best way to learn Flask?"),
+    ("Is Harry Potter suitable for kids?", "Is Game of Thrones suitable for kids?"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2594,195 +2829,6 @@ mod tests {
     fn rejects(a: &str, b: &str) -> bool {
         compatible(a, b).is_err()
     }
-
-    /// Near misses: each pair must be rejected (in both directions).
-    const NEAR_MISSES: &[(&str, &str)] = &[
-        // Negation.
-        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
-        ("Can I use my phone on the plane?", "Can't I use my phone on the plane?"),
-        ("I can log in to the dashboard", "I cannot log in to the dashboard"),
-        ("Why does my code compile?", "Why doesn't my code compile?"),
-        ("Do include the header row", "Don't include the header row"),
-        ("Write a function with recursion", "Write a function without recursion"),
-        ("Is there a way to undo a git commit?", "Is there no way to undo a git commit?"),
-        ("Explain why the test passes", "Explain why the test never passes"),
-        ("Does the API require authentication?", "Does the API not require authentication?"),
-        ("My laptop is charging", "My laptop isn't charging"),
-        ("List countries that use the euro", "List countries that dont use the euro"),
-        ("I want coffee with sugar", "I want coffee with no sugar"),
-        // Antonyms.
-        ("Turn on the lights in the kitchen", "Turn off the lights in the kitchen"),
-        ("How do I enable dark mode in VS Code?", "How do I disable dark mode in VS Code?"),
-        ("How to increase the font size in Chrome", "How to decrease the font size in Chrome"),
-        ("Add a column to the table", "Remove a column from the table"),
-        ("Should I stretch before running?", "Should I stretch after running?"),
-        ("List the numbers above the average", "List the numbers below the average"),
-        ("Give me more examples", "Give me fewer examples"),
-        ("Find the maximum value in the array", "Find the minimum value in the array"),
-        ("Return the first element of the list", "Return the last element of the list"),
-        ("How do I open a port on Ubuntu?", "How do I close a port on Ubuntu?"),
-        ("How do I start the docker container?", "How do I stop the docker container?"),
-        ("Allow cookies from this site", "Block cookies from this site"),
-        ("Include weekends in the count", "Exclude weekends in the count"),
-        ("Accept the pull request", "Reject the pull request"),
-        ("Set the flag to true", "Set the flag to false"),
-        ("Answer yes if the number is even", "Answer no if the number is even"),
-        ("Scroll up to the top", "Scroll down to the bottom"),
-        ("How do I import a CSV into Excel?", "How do I export a CSV from Excel?"),
-        ("Is it a good time to buy Bitcoin?", "Is it a good time to sell Bitcoin?"),
-        ("Why did the Lakers win last night?", "Why did the Lakers lose last night?"),
-        ("Sort the list in ascending order", "Sort the list in descending order"),
-        ("Is the tap water safe to drink?", "Is the tap water unsafe to drink?"),
-        ("Make the text uppercase", "Make the text lowercase"),
-        ("How do I log in to Gmail?", "How do I log out of Gmail?"),
-        ("Encrypt the file with AES", "Decrypt the file with AES"),
-        ("How do I lock my screen on Windows?", "How do I unlock my screen on Windows?"),
-        ("Is this sentence grammatically correct?", "Is this sentence grammatically incorrect?"),
-        ("Write a function to read a JSON file", "Write a function to write a JSON file"),
-        ("Show hidden files in Finder", "Hide hidden files in Finder"),
-        ("Convert the image to dark mode", "Convert the image to light mode"),
-        ("Is the stock market bullish?", "Is the stock market bearish?"),
-        ("What are the advantages of remote work?", "What are the disadvantages of remote work?"),
-        ("Make the button bigger", "Make the button smaller"),
-        ("Upload the file to the bucket", "Download the file from the bucket"),
-        ("What is the past tense of run?", "What is the future tense of run?"),
-        ("Is an empty list valid input?", "Is an empty list invalid input?"),
-        ("How do I install numpy?", "How do I uninstall numpy?"),
-        ("Check if the array is non-empty", "Check if the array is empty"),
-        // Closed sets: languages, places, days, units, colours.
-        ("Translate to French: good morning", "Translate to French: good evening"),
-        ("Translate this sentence to French: I love you", "Translate this sentence to German: I love you"),
-        ("Translate from English to Spanish: thank you", "Translate from Spanish to English: thank you"),
-        ("Write a Python function that reverses a string", "Write a Rust function that reverses a string"),
-        ("Convert this JSON to YAML", "Convert this YAML to JSON"),
-        ("Convert 100 Fahrenheit to Celsius", "Convert 100 Celsius to Fahrenheit"),
-        ("What is the capital of France?", "What is the capital of Spain?"),
-        ("Schedule the meeting for Monday", "Schedule the meeting for Tuesday"),
-        ("Set an alarm for 7 am", "Set an alarm for 7 pm"),
-        ("How many minutes are in a day?", "How many seconds are in a day?"),
-        ("What is the weather tomorrow in Paris?", "What is the weather yesterday in Paris?"),
-        ("Paint the wall blue", "Paint the wall red"),
-        ("Set the timeout to 30 seconds", "Set the timeout to 30 minutes"),
-        ("It is 25°C outside", "It is 25°F outside"),
-        ("Write a SQL query for Postgres", "Write a SQL query for MySQL"),
-        // Numbers.
-        ("Write a Python function that returns the first 10 primes", "Write a Python function that returns the first 20 primes"),
-        ("What is 15% of 80?", "What is 20% of 80?"),
-        ("Install Python 3.11 on macOS", "Install Python 3.12 on macOS"),
-        ("What happened in 1969?", "What happened in 1970?"),
-        ("Give me three examples of metaphors", "Give me five examples of metaphors"),
-        ("Summarize this in 2 sentences", "Summarize this in 3 sentences"),
-        ("Convert 5 km to miles", "Convert 50 km to miles"),
-        ("What is 12 times 12?", "What is 12 times 13?"),
-        ("Book a table for two people", "Book a table for twenty people"),
-        ("How many days until December 25?", "How many days until December 24?"),
-        ("Is 3.14 a rational number?", "Is 3.15 a rational number?"),
-        ("Print the numbers from 1 to 100", "Print the numbers from 1 to 1000"),
-        ("What is the twenty-first amendment?", "What is the twenty-second amendment?"),
-        ("Price it at $5", "Price it at $50"),
-        ("Write a haiku with 3 lines", "Write a haiku"),
-        ("Upgrade to React 18", "Upgrade to React 17"),
-        ("Is 7 greater than 5?", "Is 5 greater than 7?"),
-        ("Calculate 10 / 5", "Calculate 5 / 10"),
-        ("What is the 3rd planet from the sun?", "What is the 4th planet from the sun?"),
-        ("Write a hundred words on dogs", "Write a thousand words on dogs"),
-        ("What is the first step?", "What is the second step?"),
-        ("Reduce the price by 10 percent", "Reduce the price by 15 percent"),
-        ("Is -5 less than 3?", "Is 5 less than 3?"),
-        ("What is 1,000 times 3?", "What is 1,000 times 4?"),
-        // Dates and versions.
-        ("Explain the events of 2008-09-15", "Explain the events of 2008-09-16"),
-        ("What day of the week was 2020-02-29?", "What day of the week was 2021-02-28?"),
-        ("Meet on March 3", "Meet on April 3"),
-        ("What happened on 9/11/2001?", "What happened on 9/11/2002?"),
-        ("What changed in v1.2.3?", "What changed in v1.2.4?"),
-        ("Is Node 18.x still supported?", "Is Node 20.x still supported?"),
-        // Identifiers, file names, quoted strings.
-        ("Summarize report.pdf", "Summarize report.docx"),
-        ("What does error ERR_42 mean?", "What does error ERR_43 mean?"),
-        ("Explain the getUserId function", "Explain the getUserName function"),
-        ("Open https://example.com/docs", "Open https://example.org/docs"),
-        ("Send it to alice@example.com", "Send it to bob@example.com"),
-        ("Fix the bug in utils.py", "Fix the bug in helpers.py"),
-        ("What does HTTP status 404 mean?", "What does HTTP status 500 mean?"),
-        ("What is IPv4?", "What is IPv6?"),
-        ("Compare GPT-4o with Claude", "Compare GPT-4 with Claude"),
-        ("Compare GPT-4 with Claude", "Compare GPT-3.5 with Claude"),
-        ("Give me a 7-day meal plan", "Give me a 5-day meal plan"),
-        ("Translate 'good morning' to French", "Translate 'good night' to French"),
-        ("What does the `map` method do in JavaScript?", "What does the `filter` method do in JavaScript?"),
-        ("Explain S3 pricing on AWS", "Explain EC2 pricing on AWS"),
-        ("Read the config from ~/.bashrc", "Read the config from ~/.zshrc"),
-        ("Explain os.path.join", "Explain os.path.split"),
-        ("What does the user_id column store?", "What does the user_name column store?"),
-        ("Who is the CEO of Microsoft?", "Who is the CEO of Apple?"),
-        ("Resize the image to 1920x1080", "Resize the image to 1280x720"),
-        ("Explain the x86_64 architecture", "Explain the arm64 architecture"),
-        ("What is SQL?", "What is NoSQL?"),
-        ("Summarize report.pdf", "Summarize the report"),
-        ("Tell me about Paris", "Tell me about London"),
-        ("Is the answer A or B?", "Is the answer A or C?"),
-        ("Translate \"the cat sleeps\" into Italian", "Translate \"the dog sleeps\" into Italian"),
-        ("Load the .env file", "Load the .env.local file"),
-        // Flags.
-        ("What does git push --force do?", "What does git push --dry-run do?"),
-        ("Run the tests with -v", "Run the tests with -q"),
-        ("What does rm -rf do?", "What does rm -r do?"),
-        ("cargo build --release", "cargo build"),
-        ("pip install --user requests", "pip install requests"),
-        ("Run `ls -la`", "Run `ls -l`"),
-        ("What does --output=a.txt do?", "What does --output=b.txt do?"),
-        // Everyday prompts.
-        ("What is 5 + 3?", "What is 5 - 3?"),
-        ("Tell me a joke about cats", "Tell me a joke about dogs"),
-        ("How many calories are in an apple?", "How many calories are in a banana?"),
-        ("How do I turn off notifications on my phone?", "How do I enable notifications on my phone?"),
-        ("Who won the 2018 World Cup?", "Who won the 2022 World Cup?"),
-        ("Recommend a laptop under $1000", "Recommend a laptop over $1000"),
-        ("Is coffee good for you?", "Is coffee bad for you?"),
-        ("Write a formal email to my boss", "Write a casual email to my boss"),
-        ("How much is 100 dollars in euros?", "How much is 100 euros in dollars?"),
-        ("How do I say hello in Japanese?", "How do I say hello in Korean?"),
-        ("What is the derivative of x^2?", "What is the integral of x^2?"),
-        ("What are the symptoms of diabetes?", "What are the symptoms of type 2 diabetes?"),
-        ("Should I eat before a workout?", "Should I eat after a workout?"),
-        ("Fix this code:\n```python\ndef f(x): return x + 1\n```", "Fix this code:\n```python\ndef f(x): return x + 2\n```"),
-        // Direction (real non-duplicate pairs of Quora questions, and their kind).
-        ("How do you convert kilometers to miles?", "How do I convert miles to kilometers?"),
-        ("What is the best PDF to HTML converter?", "What is the best HTML to PDF converter tool?"),
-        ("How safe is it to drive from Texas to California?", "Is it safe to drive from California to Texas?"),
-        (
-            "What great software projects have been ported from .NET to Java?",
-            "What great software projects have been ported from Java to .NET?",
-        ),
-        ("How do I migrate a database from MySQL to PostgreSQL?", "How do I migrate a database from PostgreSQL to MySQL?"),
-        ("How is Messi better than Ronaldo?", "How is Ronaldo better than Messi?"),
-        ("Is swimming healthier than running?", "Is running healthier than swimming?"),
-        ("Is Java more popular than Python?", "Is Python more popular than Java?"),
-        ("Why is an iPhone more expensive than a Pixel?", "Why is a Pixel more expensive than an iPhone?"),
-        ("Are cats less loyal than dogs?", "Are dogs less loyal than cats?"),
-        ("Is Rs 500 enough for a day in Goa?", "Is $500 enough for a day in Goa?"),
-        ("Why is the US so rich?", "Why is the UK so rich?"),
-        ("How do I move to the United States?", "How do I move to the United Kingdom?"),
-        ("Is the United Kingdom in the EU?", "Is the United States in the EU?"),
-        ("What is the population of the USA?", "What is the population of Great Britain?"),
-        ("Can you tell us about Canada?", "Can you tell me about America?"),
-        // Giving and receiving (also Quora's).
-        ("What is the best Christmas gift you've ever given?", "What is the best Christmas gift you've ever received?"),
-        ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
-        ("Do you believe there is life after death?", "Do you believe there is death after life?"),
-        ("Should I choose Python over Java?", "Should I choose Java over Python?"),
-        ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
-        // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
-        (
-            "What is the best thing about yourself, that has lead to your worst experiences in life?",
-            "What is the worst thing about yourself, that has lead to your best experiences in life?",
-        ),
-        ("Should I buy before the election and sell after it?", "Should I buy after the election and sell before it?"),
-        ("Enable logging first, then disable caching", "Disable logging first, then enable caching"),
-        ("How do I gain weight fast?", "How do I lose weight fast?"),
-        ("Why did my cat lose weight?", "Why did my cat gain weight?"),
-    ];
 
     /// Paraphrases and equivalent requests: each pair must pass.
     const PARAPHRASES: &[(&str, &str)] = &[
@@ -2946,6 +2992,7 @@ mod tests {
             ("Is it safe?", "Is it unsafe?", "polarity"),
             ("first 3 primes", "first 4 primes", "number"),
             ("Summarize report.pdf", "Summarize report.docx", "identifier"),
+            ("Who is the CEO of Microsoft?", "Who is the CEO of Apple?", "name"),
             ("git push --force", "git push --dry-run", "flag"),
             ("best pdf to html converter", "best html to pdf converter", "order"),
         ];
@@ -2964,6 +3011,23 @@ mod tests {
         assert_eq!(compatible("Is 7 greater than 5?", "Is 5 greater than 7?"), Err(Mismatch::Number("7, 5 vs 5, 7".into())));
         assert_eq!(Mismatch::Number("3 vs 4".into()).to_string(), "numbers differ: 3 vs 4");
         assert_eq!(Mismatch::Negation.kind(), "negation");
+    }
+
+    #[test]
+    fn a_name_difference_is_reported_only_when_it_is_the_only_one() {
+        assert_eq!(compatible("Tell me about Paris", "Tell me about London"), Err(Mismatch::Name("paris vs london".into())));
+        assert_eq!(compatible("What does Donald Trump say?", "What does Trump say?").unwrap_err().kind(), "name");
+        // Code, acronyms and single letters are identifiers, not names.
+        assert_eq!(compatible("Explain S3 pricing", "Explain EC2 pricing").unwrap_err().kind(), "identifier");
+        assert_eq!(compatible("Is the answer A or B?", "Is the answer A or C?").unwrap_err().kind(), "identifier");
+        assert_eq!(compatible("Open report.pdf for Alice", "Open report.docx for Bob").unwrap_err().kind(), "identifier");
+        // Another difference wins, whichever check finds it.
+        assert_eq!(compatible("Paris in 3 days", "London in 4 days").unwrap_err().kind(), "number");
+        assert_eq!(compatible("Run it for Alice --force", "Run it for Bob --dry-run").unwrap_err().kind(), "flag");
+        assert_eq!(compatible("Is Paris closer to Tokyo by train?", "Is Lyon closer to Tokyo by train?").unwrap_err().kind(), "name");
+        // A word that is an acronym (or code) somewhere in the text is not only a name.
+        assert_eq!(compatible("Ask Zorp, not ZORP, today", "Ask Quux, not ZORP, today").unwrap_err().kind(), "name");
+        assert_eq!(compatible("Ask Zorp and ZORP today", "Ask Quux today").unwrap_err().kind(), "identifier");
     }
 
     fn numbers(text: &str) -> Vec<String> {

@@ -153,6 +153,8 @@ pub struct SemanticStats {
     pub hits: u64,
     pub below_threshold: u64,
     pub guard_rejections: u64,
+    /// Hits served although the guard saw a name difference, because the verifier trusted them.
+    pub guard_overruled: u64,
     pub stale_candidates: u64,
 }
 
@@ -190,6 +192,7 @@ pub struct SemanticStore {
     hits: AtomicU64,
     below: AtomicU64,
     guarded: AtomicU64,
+    overruled: AtomicU64,
     stale: AtomicU64,
 }
 
@@ -208,6 +211,7 @@ impl SemanticStore {
             hits: AtomicU64::new(0),
             below: AtomicU64::new(0),
             guarded: AtomicU64::new(0),
+            overruled: AtomicU64::new(0),
             stale: AtomicU64::new(0),
         }
     }
@@ -302,7 +306,9 @@ impl SemanticStore {
     /// The best candidate that may be served: in `scope`, live, at least as similar as the
     /// threshold of the cached answer's task category (`thresholds`, by category index), and
     /// compatible with `query` by the guard. `candidates` are (id, cosine) from the index, best
-    /// first. Err says why the best one (by similarity) was refused.
+    /// first. `trusted`: ids a cross-encoder scored at or above its name threshold, for which a
+    /// guard difference in names alone ([`Mismatch::Name`]) is overruled. Err says why the best
+    /// one (by similarity) was refused.
     pub fn resolve(
         &self,
         scope: u64,
@@ -310,6 +316,7 @@ impl SemanticStore {
         candidates: &[(u64, f32)],
         thresholds: &[f32; N_CATEGORIES],
         now: f64,
+        trusted: &[u64],
     ) -> Result<Accepted, Rejection> {
         let floor = thresholds.iter().copied().fold(f32::INFINITY, f32::min);
         let mut first_refusal: Option<Rejection> = None;
@@ -335,10 +342,16 @@ impl SemanticStore {
                 first_refusal.get_or_insert(Rejection::Stale);
                 continue;
             }
-            if let Err(m) = guard::check(query, &e.signature) {
-                self.guarded.fetch_add(1, Relaxed);
-                first_refusal.get_or_insert(Rejection::Guard(m));
-                continue;
+            match guard::check(query, &e.signature) {
+                Ok(()) => {}
+                Err(Mismatch::Name(_)) if trusted.contains(&id) => {
+                    self.overruled.fetch_add(1, Relaxed);
+                }
+                Err(m) => {
+                    self.guarded.fetch_add(1, Relaxed);
+                    first_refusal.get_or_insert(Rejection::Guard(m));
+                    continue;
+                }
             }
             e.entry.hits.fetch_add(1, Relaxed);
             e.clock.store(self.shard(id).read().clock.to_bits(), Relaxed);
@@ -483,6 +496,7 @@ impl SemanticStore {
             hits: self.hits.load(Relaxed),
             below_threshold: self.below.load(Relaxed),
             guard_rejections: self.guarded.load(Relaxed),
+            guard_overruled: self.overruled.load(Relaxed),
             stale_candidates: self.stale.load(Relaxed),
         }
     }
@@ -528,27 +542,46 @@ mod tests {
         let id = s.insert(7, "turn on the kitchen lights", vec![1.0, 0.0], entry("done", 0.01, 100.0), 0.0).unwrap();
         let q_same = Signature::of("please turn on the kitchen lights");
         let q_off = Signature::of("turn off the kitchen lights");
-        assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id);
-        assert!(matches!(s.resolve(7, &q_same, &[(id, 0.85)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::BelowThreshold)));
-        assert!(matches!(s.resolve(8, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::OtherScope)));
-        assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Guard(_))));
-        assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], &[0.9; N_CATEGORIES], 1.0), Err(Rejection::Stale)));
+        assert_eq!(s.resolve(7, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0, &[]).unwrap().entry.id, id);
+        assert!(matches!(s.resolve(7, &q_same, &[(id, 0.85)], &[0.9; N_CATEGORIES], 1.0, &[]), Err(Rejection::BelowThreshold)));
+        assert!(matches!(s.resolve(8, &q_same, &[(id, 0.97)], &[0.9; N_CATEGORIES], 1.0, &[]), Err(Rejection::OtherScope)));
+        assert!(matches!(s.resolve(7, &q_off, &[(id, 0.99)], &[0.9; N_CATEGORIES], 1.0, &[]), Err(Rejection::Guard(_))));
+        assert!(matches!(s.resolve(7, &q_same, &[(999, 0.99)], &[0.9; N_CATEGORIES], 1.0, &[]), Err(Rejection::Stale)));
         // A later candidate is served when the best one is refused.
         let id2 = s.insert(7, "switch on the kitchen lights", vec![0.0, 1.0], entry("ok", 0.01, 100.0), 0.0).unwrap();
-        assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], &[0.9; N_CATEGORIES], 1.0).unwrap().entry.id, id2);
+        assert_eq!(s.resolve(7, &q_same, &[(999, 0.99), (id2, 0.95)], &[0.9; N_CATEGORIES], 1.0, &[]).unwrap().entry.id, id2);
         // Expired: refused and removed, and the index is told.
-        assert!(s.resolve(7, &q_same, &[(id, 0.99)], &[0.9; N_CATEGORIES], 200.0).is_err());
+        assert!(s.resolve(7, &q_same, &[(id, 0.99)], &[0.9; N_CATEGORIES], 200.0, &[]).is_err());
         assert!(s.get(id).is_none());
         assert!(s.drain_removed().contains(&id));
         // Per-category thresholds: the cached answer's category (chat here) decides.
         let mut strict = [0.5; N_CATEGORIES];
         strict[Category::Chat.index()] = 0.99;
-        assert!(matches!(s.resolve(7, &q_same, &[(id2, 0.97)], &strict, 1.0), Err(Rejection::BelowThreshold)));
+        assert!(matches!(s.resolve(7, &q_same, &[(id2, 0.97)], &strict, 1.0, &[]), Err(Rejection::BelowThreshold)));
         let mut loose = [0.99; N_CATEGORIES];
         loose[Category::Chat.index()] = 0.9;
-        assert!(s.resolve(7, &q_same, &[(id2, 0.95)], &loose, 1.0).is_ok());
+        assert!(s.resolve(7, &q_same, &[(id2, 0.95)], &loose, 1.0, &[]).is_ok());
         let st = s.stats();
         assert_eq!((st.hits, st.guard_rejections, st.below_threshold), (3, 1, 2));
+    }
+
+    #[test]
+    fn trusted_candidates_overrule_a_name_difference_only() {
+        let s = SemanticStore::new(SemanticConfig::default());
+        let trump = s.insert(1, "What does Donald Trump think about Mexico?", vec![1.0, 0.0], entry("a", 0.01, 100.0), 0.0).unwrap();
+        let five = s.insert(1, "What does Donald Trump think about 5 countries?", vec![0.0, 1.0], entry("b", 0.01, 100.0), 0.0).unwrap();
+        let q = Signature::of("What does Trump think about Mexico?");
+        let t = [0.9; N_CATEGORIES];
+        // Untrusted: the name difference refuses it.
+        assert!(matches!(s.resolve(1, &q, &[(trump, 0.97)], &t, 1.0, &[]), Err(Rejection::Guard(Mismatch::Name(_)))));
+        assert_eq!(s.resolve(1, &q, &[(trump, 0.97)], &t, 1.0, &[trump]).unwrap().entry.id, trump);
+        // Trusted, but a number differs too: the guard's other checks are never overruled.
+        let q5 = Signature::of("What does Trump think about 6 countries?");
+        assert!(matches!(s.resolve(1, &q5, &[(five, 0.97)], &t, 1.0, &[five]), Err(Rejection::Guard(Mismatch::Number(_)))));
+        // Trust is per candidate.
+        assert!(s.resolve(1, &q, &[(trump, 0.97)], &t, 1.0, &[five]).is_err());
+        let st = s.stats();
+        assert_eq!((st.hits, st.guard_overruled, st.guard_rejections), (1, 1, 3));
     }
 
     #[test]
@@ -574,7 +607,7 @@ mod tests {
         for i in 0..40_000u64 {
             s.insert(3, format!("one-off {i}"), vec![0.0; 4], entry("y", 0.001, 1e9), 0.0);
             if i % 100 == 0 {
-                assert!(s.resolve(1, &q, &[(kept, 0.99)], &[0.9; N_CATEGORIES], 0.0).is_ok(), "hit entry evicted at {i}");
+                assert!(s.resolve(1, &q, &[(kept, 0.99)], &[0.9; N_CATEGORIES], 0.0, &[]).is_ok(), "hit entry evicted at {i}");
             }
         }
         assert!(s.get(stale).is_none(), "an unused entry ages out");
@@ -678,7 +711,7 @@ mod tests {
                         } else if let Some(&id) = mine.last() {
                             // Another thread's id in our scope is never served.
                             let other = id.wrapping_add(1);
-                            if let Ok(a) = s.resolve(t, &q, &[(other, 0.99), (id, 0.98)], &[0.9; N_CATEGORIES], 0.0) {
+                            if let Ok(a) = s.resolve(t, &q, &[(other, 0.99), (id, 0.98)], &[0.9; N_CATEGORIES], 0.0, &[]) {
                                 assert_eq!(a.entry.scope, t);
                                 assert_eq!(a.entry.entry.response, format!("{t}"));
                             }

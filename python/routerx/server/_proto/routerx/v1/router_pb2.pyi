@@ -378,7 +378,7 @@ class QualityStats(_message.Message):
     def __init__(self, models: _Optional[_Iterable[str]] = ..., mapped: _Optional[_Mapping[str, str]] = ..., willingness_to_pay: _Optional[float] = ..., labels: _Optional[int] = ..., ignored_labels: _Optional[int] = ..., tenants: _Optional[int] = ..., shared_offset: _Optional[_Mapping[str, float]] = ..., fallbacks: _Optional[int] = ...) -> None: ...
 
 class SemanticStats(_message.Message):
-    __slots__ = ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates")
+    __slots__ = ("enabled", "entries", "bytes", "inserts", "evictions", "expirations", "hits", "below_threshold", "guard_rejections", "stale_candidates", "guard_overruled")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -389,6 +389,7 @@ class SemanticStats(_message.Message):
     BELOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     GUARD_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     STALE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    GUARD_OVERRULED_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     entries: int
     bytes: int
@@ -399,7 +400,8 @@ class SemanticStats(_message.Message):
     below_threshold: int
     guard_rejections: int
     stale_candidates: int
-    def __init__(self, enabled: _Optional[bool] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ..., inserts: _Optional[int] = ..., evictions: _Optional[int] = ..., expirations: _Optional[int] = ..., hits: _Optional[int] = ..., below_threshold: _Optional[int] = ..., guard_rejections: _Optional[int] = ..., stale_candidates: _Optional[int] = ...) -> None: ...
+    guard_overruled: int
+    def __init__(self, enabled: _Optional[bool] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ..., inserts: _Optional[int] = ..., evictions: _Optional[int] = ..., expirations: _Optional[int] = ..., hits: _Optional[int] = ..., below_threshold: _Optional[int] = ..., guard_rejections: _Optional[int] = ..., stale_candidates: _Optional[int] = ..., guard_overruled: _Optional[int] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("prompt", "messages", "tenant", "models", "tools_json", "params_json", "min_quality")

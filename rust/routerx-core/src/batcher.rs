@@ -671,12 +671,17 @@ mod tests {
         let max_wait = Duration::from_millis(10);
         let b = Batcher::new(cfg(64, max_wait, 4096), doubling).unwrap();
         b.submit(0).unwrap(); // worker thread warmed up
-        for x in 1..=5 {
-            let start = Instant::now();
-            assert_eq!(b.submit(x), Ok(answer(x)));
-            let took = start.elapsed();
-            assert!(took < max_wait + Duration::from_millis(50), "lone request took {took:?}");
-        }
+                              // The fastest of five: a scheduler stall on a loaded machine delays one submission, a
+                              // batcher that waits past max_wait delays every one.
+        let took: Vec<Duration> = (1..=5)
+            .map(|x| {
+                let start = Instant::now();
+                assert_eq!(b.submit(x), Ok(answer(x)));
+                start.elapsed()
+            })
+            .collect();
+        let fastest = *took.iter().min().unwrap();
+        assert!(fastest < max_wait + Duration::from_millis(50), "lone requests took {took:?}");
         assert_eq!(b.stats().largest_batch, 1);
     }
 

@@ -131,6 +131,18 @@ impl CacheState {
     }
 }
 
+/// What a routing decision is made from: the request, the policy in force, the request's
+/// classification and token estimates, and the caller's constraints.
+#[derive(Clone, Copy)]
+struct RouteCtx<'a> {
+    req: &'a Request,
+    policy: &'a Compiled,
+    class: &'a Classification,
+    input_tokens: u32,
+    output_tokens: u32,
+    c: &'a Constraints,
+}
+
 #[derive(Debug)]
 pub struct Routed {
     pub input_tokens: u32,
@@ -648,10 +660,10 @@ impl Core {
         let f = Features::extract(req);
         let class = self.classifier.load().classify(req, &f);
         let output_tokens = class.output_tokens.min(req.max_output_tokens.unwrap_or(u32::MAX)).max(1);
-        let (mut choice, predicted) = self.choose(req, &policy, &class, f.input_tokens, output_tokens, c)?;
+        let ctx = RouteCtx { req, policy: &policy, class: &class, input_tokens: f.input_tokens, output_tokens, c };
+        let (mut choice, predicted) = self.choose(ctx)?;
         let quality = predicted.as_ref().map(|(p, _)| p.quality.as_slice());
-        let (reservation, budget) =
-            self.apply_budgets(req, &policy, &class, f.input_tokens, output_tokens, c, quality, &mut choice, now)?;
+        let (reservation, budget) = self.apply_budgets(ctx, quality, &mut choice, now)?;
         let learned = predicted.map(|(p, text)| Learned { raw: p.raw, text });
         let mut o = outcome(
             cache_state,
@@ -673,15 +685,8 @@ impl Core {
     /// The policy's pick, with the learned router's per-request quality where one is installed for
     /// this catalog; without one (or when its embedder fails) the catalog's per-category quality
     /// decides (cold start).
-    fn choose(
-        &self,
-        req: &Request,
-        policy: &Compiled,
-        class: &Classification,
-        input_tokens: u32,
-        output_tokens: u32,
-        c: &Constraints,
-    ) -> Result<(Choice, Option<(crate::quality::Prediction, Arc<str>)>)> {
+    fn choose(&self, ctx: RouteCtx<'_>) -> Result<(Choice, Option<(crate::quality::Prediction, Arc<str>)>)> {
+        let RouteCtx { req, policy, class, input_tokens, output_tokens, c } = ctx;
         let q = self.quality.load();
         let pred = match q.as_ref() {
             Some(q) if q.catalog().len() == policy.table.models.len() => {
@@ -706,19 +711,14 @@ impl Core {
 
     /// Reserves the decision's predicted cost and tokens against the request's budgets; on a
     /// limit with no room: reject, downgrade (re-choose at the minimum quality only), or warn.
-    #[allow(clippy::too_many_arguments)]
     fn apply_budgets(
         &self,
-        req: &Request,
-        policy: &Compiled,
-        class: &Classification,
-        input_tokens: u32,
-        output_tokens: u32,
-        c: &Constraints,
+        ctx: RouteCtx<'_>,
         predicted: Option<&[Option<f32>]>,
         choice: &mut Choice,
         now: f64,
     ) -> Result<(Option<Arc<Reservation>>, Option<BudgetNote>)> {
+        let RouteCtx { req, policy, class, input_tokens, output_tokens, c } = ctx;
         if self.budgets.is_empty() {
             return Ok((None, None));
         }

@@ -7,6 +7,10 @@ can. Scoring runs in the Rust core (``_core.CrossEncoder``, GIL released, both o
 in one batch) on the candidates above the similarity threshold only, so it costs one small BERT
 pass on a would-be hit and nothing on a miss.
 
+The guard stays in front of it, but where names alone differ ("Donald Trump" / "Trump": names
+have aliases a lexical check cannot know), a score at or above the file's name threshold, chosen
+on validation pairs with the acceptance threshold, overrules it. Nothing else is ever overruled.
+
 Training needs PyTorch, which routerx does not depend on (``pip install torch``); the file it
 writes is a plain safetensors file that the core reads without it.
 """

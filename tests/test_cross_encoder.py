@@ -194,6 +194,24 @@ def test_a_trusted_score_overrules_a_name_difference_only(tmp_path: Path, base: 
     assert cache == "miss" and stats["guard_overruled"] == 0
 
 
+def test_a_verifier_that_trusts_every_pair_overrules_only_name_differences(tmp_path: Path, base: Any) -> None:
+    """Whatever the model, of the project's near-miss pairs the cache can serve only those the
+    guard refuses for names alone: a file that scores every pair 0.9997, trusted from 0.5, serves
+    exactly those (where the cosine reaches the similarity threshold) and no other."""
+    trusting = make(tmp_path / "trusting.safetensors", base, head_b=8.0, name_threshold=0.5)
+    r = routerx.Router({"semantic": {"enabled": True, "min_similarity": 0.3, "verifier": str(trusting)}}, db=None)
+    served, names = set(), set()
+    for k, (a, b) in enumerate(_core.near_misses()):
+        if (_core.guard_check(a, b) or "").startswith("names differ"):
+            names.add(k)
+        d = r.route(b, tenant=f"t{k}")
+        r.record(d, "the answer to b", input_tokens=5, output_tokens=5, latency_ms=10)
+        if r.route(a, tenant=f"t{k}").cache != "miss":
+            served.add(k)
+    assert served and served <= names, [_core.near_misses()[k] for k in served - names]
+    assert r.stats()["semantic"]["guard_overruled"] == len(served)
+
+
 def test_a_calibration_weighs_the_cosine_the_cache_computed(tmp_path: Path, base: Any) -> None:
     """A head of zeros gives logit 0, so the score is sigmoid(20·cosine + bias): the cache must hand
     the cross-encoder the candidate's own cosine for the hit to turn on the bias."""

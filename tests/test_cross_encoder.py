@@ -131,6 +131,17 @@ def test_bad_files_are_refused_with_their_name(tmp_path: Path, base: Any) -> Non
         with pytest.raises(SnapshotError) as e:
             _core.CrossEncoder.load(str(bad))
         assert str(bad) in str(e.value) and words in str(e.value), (name, str(e.value))
+    # A name threshold outside (0, 1), written past write_cross_encoder's check.
+    n = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + n])
+    for value in ("2", "nan", "high"):
+        header["__metadata__"]["name_threshold"] = value
+        h = json.dumps(header).encode()
+        h += b" " * (-len(h) % 8)
+        bad = tmp_path / "name_threshold.safetensors"
+        bad.write_bytes(len(h).to_bytes(8, "little") + h + good[8 + n :])
+        with pytest.raises(SnapshotError, match="name_threshold"):
+            _core.CrossEncoder.load(str(bad))
     # A plain model file (no routerx metadata) is not a cross-encoder.
     with pytest.raises(SnapshotError, match="not a routerx cross-encoder"):
         _core.CrossEncoder.load(str(Path(minilm_dir()) / "model.safetensors"))  # type: ignore[arg-type]

@@ -327,10 +327,10 @@ def train_cross_encoder(
 
     vsub = rng.sample(val, min(len(val), 2000))
     kinds = {i: _guard_kind(_core.guard_check(pairs[i].a, pairs[i].b)) for i in val + test}
-    refuses = {i: k != "ok" for i, k in kinds.items()}
 
     def guarded(scores: Any, idx: Sequence[int]) -> Any:
-        return np.where([refuses[i] for i in idx], -np.inf, scores)
+        """The scores with every pair the guard refuses at -inf (names never overruled)."""
+        return _served_scores(scores, [kinds[i] for i in idx], None)
 
     steps = max(1, int(math.ceil(len(fit) / batch) * epochs))
     warm = max(1, steps // 10)
@@ -380,7 +380,7 @@ def train_cross_encoder(
         raise RuntimeError(f"the core scores the written file differently from the trained network (max difference {np.abs(got - want).max():.2e})")
     lv = np.array(core.logits([pairs[i].a for i in val], [pairs[i].b for i in val]))
     lt = np.array(core.logits([pairs[i].a for i in test], [pairs[i].b for i in test]))
-    calibration, sv, st, cos_t = _calibrate(lv, lt, y[val], [not refuses[i] for i in val], [pairs[i] for i in val + test] if cosine else None, model_dir, seed)
+    calibration, sv, st, cos_t, calibrated = _calibrate(lv, lt, y[val], [kinds[i] == "ok" for i in val], [pairs[i] for i in val + test] if cosine else None, model_dir, seed)
     # The thresholds and the headline figures are the cache's: a pair the guard refuses is never
     # a hit, whatever its score, unless only names differ and the score reaches the name threshold.
     # On QQP the guard refuses about a quarter of the duplicates (their numbers, negation or names
@@ -395,7 +395,7 @@ def train_cross_encoder(
     refused = np.isneginf(gt)
     overruled = acc & (np.array(kt) == "name")
     strict = guarded(st, test)
-    near = _near_misses_served(core, calibration, model_dir, threshold, name_threshold)
+    near = _near_misses_served(core, calibrated, threshold, name_threshold)
     report: Dict[str, Any] = {
         "kind": "cross-encoder",
         "base": base,
@@ -488,39 +488,33 @@ def _thresholds(scores: Any, kinds: Sequence[str], y: Any, target: float) -> Tup
     for nt in grid:
         r, t = _recall_at(_served_scores(scores, kinds, float(nt)), y, target)
         if r > best[0]:
-            best = (r, t, float(max(nt, t)))
+            best = (r, t, float(nt))
     r, t, nt = best
     t = min(max(t, 1e-3), 0.999)
     return r, t, None if nt is None else min(max(nt, t), 0.999)
 
 
-def _near_misses_served(core: Any, calibration: Dict[str, Any], model_dir: Any, threshold: float, name_threshold: Optional[float]) -> List[Tuple[str, str]]:
+def _near_misses_served(core: Any, calibrated: Callable[[Any, Sequence[Tuple[str, str]]], Any], threshold: float, name_threshold: Optional[float]) -> List[Tuple[str, str]]:
     """The project's near-miss pairs the cache would serve: the guard refuses each, so only a
-    name difference trusted at ``name_threshold`` can be."""
+    name difference trusted at ``name_threshold`` can be. ``calibrated``: as :func:`_calibrate`
+    returns it."""
     if name_threshold is None:
         return []
     cand = [(a, b) for a, b in _core.near_misses() if _guard_kind(_core.guard_check(a, b)) == "name"]
     if not cand:
         return []
-    import numpy as np
-
-    a, b = [p[0] for p in cand], [p[1] for p in cand]
-    x = np.array(core.logits(a, b)) * calibration["logit"] + calibration["bias"]
-    if calibration.get("embedder"):
-        from .embed import load_minilm
-
-        emb = load_minilm(model_dir)
-        x += calibration["cosine"] * (emb.embed(a) * emb.embed(b)).sum(axis=1)
-    s = 1 / (1 + np.exp(-x))
-    at = max(threshold, name_threshold)
-    return [p for p, x in zip(cand, s) if x >= at]
+    s = calibrated(core.logits([a for a, _ in cand], [b for _, b in cand]), cand)
+    return [p for p, x in zip(cand, s) if x >= max(threshold, name_threshold)]
 
 
-def _calibrate(lv: Any, lt: Any, yv: Any, served: Sequence[bool], cos_pairs: Optional[Sequence[Any]], model_dir: Any, seed: int) -> Tuple[Dict[str, Any], Any, Any, Any]:
+def _calibrate(
+    lv: Any, lt: Any, yv: Any, served: Sequence[bool], cos_pairs: Optional[Sequence[Any]], model_dir: Any, seed: int
+) -> Tuple[Dict[str, Any], Any, Any, Any, Callable[[Any, Sequence[Tuple[str, str]]], Any]]:
     """Logistic calibration of validation logits ``lv`` (and, with ``cos_pairs`` (the validation
     pairs, then the test ones), of their cosines under the sentence model), fitted on the
     validation pairs the guard lets through (those the cache would score). Returns (calibration,
-    validation scores, test scores, test cosines or None)."""
+    validation scores, test scores, test cosines or None, and a function giving the calibrated
+    scores of other (a, b) pairs from their logits, with the same embedder)."""
     import numpy as np
 
     from .calibrate import fit_mlp
@@ -529,6 +523,7 @@ def _calibrate(lv: Any, lt: Any, yv: Any, served: Sequence[bool], cos_pairs: Opt
     xv, xt = lv[:, None], lt[:, None]
     embedder = ""
     cos_t = None
+    emb = None
     if cos_pairs is not None:
         emb = load_minilm(model_dir)
         va = emb.embed([p.a for p in cos_pairs])
@@ -546,4 +541,11 @@ def _calibrate(lv: Any, lt: Any, yv: Any, served: Sequence[bool], cos_pairs: Opt
     def sig(x: Any) -> Any:
         return 1 / (1 + np.exp(-(x @ w + bias)))
 
-    return cal, sig(xv), sig(xt), cos_t
+    def calibrated(logits: Any, prs: Sequence[Tuple[str, str]]) -> Any:
+        x = np.asarray(logits, dtype=np.float64)[:, None]
+        if emb is not None:
+            c = (emb.embed([a for a, _ in prs]) * emb.embed([b for _, b in prs])).sum(axis=1)
+            x = np.column_stack([x, c])
+        return sig(x)
+
+    return cal, sig(xv), sig(xt), cos_t, calibrated

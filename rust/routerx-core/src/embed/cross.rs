@@ -282,14 +282,14 @@ pub fn filter(
             out.kept.push(*c);
             continue;
         }
-        let s = scores.next();
-        if s.is_some_and(|s| s >= threshold) {
-            out.kept.push(*c);
-            if trust_at.is_some_and(|t| s.is_some_and(|s| s >= t)) {
-                out.trusted.push(c.0);
+        match scores.next() {
+            Some(s) if s >= threshold => {
+                out.kept.push(*c);
+                if trust_at.is_some_and(|t| s >= t) {
+                    out.trusted.push(c.0);
+                }
             }
-        } else {
-            out.refused += 1;
+            _ => out.refused += 1,
         }
     }
     out

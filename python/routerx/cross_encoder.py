@@ -46,7 +46,13 @@ BATCH = 32
 #: random split of pairs, 2 (8,191 pairs more) lifted held-out recall at balanced precision 0.95
 #: from 0.337 to 0.381 with the guard and from 0.403 to 0.466 without, and AUC from 0.932 to 0.933.
 #: (Averaging the weights of the last 40% of the steps instead of keeping the best checkpoint did
-#: not help: 0.350 and 0.429, against 0.362 and 0.464 for the last step of that run.)
+#: not help: 0.350 and 0.429, against 0.362 and 0.464 for the last step of that run. Adding the
+#: non-duplicates transitivity implies too (a ~ b, b !~ c: a !~ c; 6,524 pairs at the same cap)
+#: made it worse: 0.333 at precision 0.948 with the validation-chosen thresholds against 0.419, AUC
+#: 0.928 against 0.933. QQP's non-duplicate labels are the noisy ones, and implication copies a
+#: wrong one across two clusters. Four per text (12,791 pairs), with checkpoints compared on every
+#: validation pair and names served, gave AUC 0.935 and recall at 0.90 0.66, but at 0.95 only 0.40
+#: at best against 0.42, and the validation-chosen thresholds missed the precision: 0.946 at recall 0.443.)
 TRANSITIVE = 2
 
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}

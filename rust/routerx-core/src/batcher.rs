@@ -670,9 +670,9 @@ mod tests {
     fn lone_request_waits_at_most_max_wait() {
         let max_wait = Duration::from_millis(10);
         let b = Batcher::new(cfg(64, max_wait, 4096), doubling).unwrap();
-        b.submit(0).unwrap(); // worker thread warmed up
-                              // The fastest of five: a scheduler stall on a loaded machine delays one submission, a
-                              // batcher that waits past max_wait delays every one.
+        // Worker thread warmed up first. Then the fastest of five: a scheduler stall on a loaded
+        // machine delays one submission, a batcher that waits past max_wait delays every one.
+        b.submit(0).unwrap();
         let took: Vec<Duration> = (1..=5)
             .map(|x| {
                 let start = Instant::now();

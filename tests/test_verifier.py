@@ -217,6 +217,19 @@ def test_transitive_pairs_follow_clusters_and_never_a_held_out_pair() -> None:
     assert transitive_pairs(many, range(20), [], 0, 0) == []
 
 
+def test_transitive_pairs_of_a_huge_cluster_are_drawn_not_listed() -> None:
+    from routerx.calibrate import EXACT_CLUSTER, Pair, transitive_pairs
+
+    n = 20 * EXACT_CLUSTER  # a star of 4,000 texts: 8 million implied pairs, were they listed
+    star = [Pair("hub", f"spoke {k}", 1) for k in range(n - 1)]
+    held = [Pair("spoke 0", "spoke 1", 1)]
+    got = transitive_pairs(star + held, range(n - 1), [n - 1], 2, 0)
+    keys = {frozenset((p.a, p.b)) for p in got}
+    assert len(got) == len(keys) == 2 * n and all(p.label == 1 for p in got)
+    assert frozenset(("spoke 0", "spoke 1")) not in keys and not any("hub" in k for k in keys), "never a given or held-out pair"
+    assert got == transitive_pairs(star + held, range(n - 1), [n - 1], 2, 0), "seeded"
+
+
 @pytest.mark.parametrize("split", ["text", "pairs"])
 def test_train_verifier_reports_its_split_and_loads_in_the_core(split: str, tmp_path: Path) -> None:
     from routerx.calibrate import train_verifier

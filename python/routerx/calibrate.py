@@ -306,9 +306,33 @@ def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[i
     rng = random.Random(seed)
     out: List[Pair] = []
     for members in clusters.values():
+        want = per_text * len(members)
+        if len(members) > EXACT_CLUSTER:
+            out += _draw_pairs(members, want, known, rng)
+            continue
         implied = [(a, b) for k, a in enumerate(members) for b in members[k + 1 :] if frozenset((a, b)) not in known]
         rng.shuffle(implied)
-        out += [Pair(a, b, 1) for a, b in implied[: per_text * len(members)]]
+        out += [Pair(a, b, 1) for a, b in implied[:want]]
+    return out
+
+
+#: Clusters up to this size have every implied pair listed, then sampled (QQP's largest has 90
+#: texts); larger ones have pairs drawn at random: listing a cluster of n texts holds n²/2 pairs.
+EXACT_CLUSTER = 200
+
+
+def _draw_pairs(members: Sequence[str], want: int, known: "set[frozenset[str]]", rng: random.Random) -> List[Pair]:
+    """Up to ``want`` distinct pairs of ``members`` drawn at random, none in ``known``."""
+    got: "set[frozenset[str]]" = set()
+    out: List[Pair] = []
+    for _ in range(20 * want):
+        if len(out) >= want:
+            break
+        i, j = rng.sample(range(len(members)), 2)
+        key = frozenset((members[i], members[j]))
+        if key not in known and key not in got:
+            got.add(key)
+            out.append(Pair(members[i], members[j], 1))
     return out
 
 

@@ -293,6 +293,11 @@ def split_pairs(pairs: Sequence[Pair], test_fraction: float, seed: int, by: str 
     return train, test
 
 
+#: Clusters up to this size have every implied pair listed, then sampled (QQP's largest has 90
+#: texts); larger ones have pairs drawn at random: listing a cluster of n texts holds n²/2 pairs.
+EXACT_CLUSTER = 200
+
+
 def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[int], per_text: int, seed: int) -> List[Pair]:
     """Duplicates that transitivity implies among the ``fit`` pairs (a ~ b and b ~ c, so a ~ c): up
     to ``per_text`` times the size of each cluster of duplicates, drawn at random (seeded), none
@@ -314,11 +319,6 @@ def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[i
         rng.shuffle(implied)
         out += [Pair(a, b, 1) for a, b in implied[:want]]
     return out
-
-
-#: Clusters up to this size have every implied pair listed, then sampled (QQP's largest has 90
-#: texts); larger ones have pairs drawn at random: listing a cluster of n texts holds n²/2 pairs.
-EXACT_CLUSTER = 200
 
 
 def _draw_pairs(members: Sequence[str], want: int, known: "set[frozenset[str]]", rng: random.Random) -> List[Pair]:

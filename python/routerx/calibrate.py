@@ -322,16 +322,16 @@ def transitive_pairs(pairs: Sequence[Pair], fit: Sequence[int], held: Sequence[i
 
 
 def _draw_pairs(members: Sequence[str], want: int, known: "set[frozenset[str]]", rng: random.Random) -> List[Pair]:
-    """Up to ``want`` distinct pairs of ``members`` drawn at random, none in ``known``."""
-    got: "set[frozenset[str]]" = set()
+    """Up to ``want`` distinct pairs of ``members`` drawn at random, none in ``known``, which
+    gains each pair drawn."""
     out: List[Pair] = []
     for _ in range(20 * want):
         if len(out) >= want:
             break
         i, j = rng.sample(range(len(members)), 2)
         key = frozenset((members[i], members[j]))
-        if key not in known and key not in got:
-            got.add(key)
+        if key not in known:
+            known.add(key)
             out.append(Pair(members[i], members[j], 1))
     return out
 

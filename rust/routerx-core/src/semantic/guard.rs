@@ -46,7 +46,8 @@ pub enum Mismatch {
     /// The command-line flags only one side has, e.g. "--force vs --dry-run".
     Flag(String),
     /// The same two terms on either side of a directional word, in opposite orders, e.g.
-    /// "pdf to html vs html to pdf" (query's first).
+    /// "pdf to html vs html to pdf" (query's first), or in swapped places around the same words
+    /// ("cats afraid of tigers" / "tigers afraid of cats").
     Order(String),
 }
 
@@ -97,6 +98,9 @@ pub struct Signature {
     flags: Vec<Box<str>>,
     /// (left, directional word, right) triples such as "kilometers to miles", sorted by key.
     directed: Vec<Directed>,
+    /// (forward, reversed) hashes of "X words Y" spans ("poles dislike russians"), sorted by
+    /// forward: the other text saying "Y words X" swaps who does what to whom.
+    roles: Vec<(u64, u64)>,
     /// Hashes of every normalised token and identifier part: "does the other text say this?".
     words: Vec<u64>,
     /// `words` without stopwords, for the Jaccard feature.
@@ -157,6 +161,11 @@ impl Directed {
 const DIRECTIONAL: &[&str] = &["to", "into", "from", "than", "after", "before", "over"];
 /// Tokens a directional word may stand from the content words it joins ("from *the* USA").
 const DIRECTED_SPAN: u32 = 3;
+/// Most words between two terms whose places the role check compares ("cats *afraid of* tigers";
+/// articles not counted).
+const ROLE_SPAN: usize = 4;
+/// Role spans kept per text: a long prompt keeps its first ones, so its signature stays small.
+const MAX_ROLES: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Ident {
@@ -306,6 +315,9 @@ impl Signature {
             if SENTENCE_MARKS.contains(c) {
                 b.sentence_start = true;
             }
+            if SENTENCE_MARKS.contains(c) || matches!(c, ',' | '/' | ')' | ']' | '}') {
+                b.break_roles();
+            }
             boundary = c.is_whitespace() || TOKEN_OPENERS.contains(c);
             pos += clen;
         }
@@ -339,6 +351,7 @@ impl Signature {
             + self.flags.iter().map(|f| f.len()).sum::<usize>()
             + self.directed.capacity() * size_of::<Directed>()
             + self.directed.iter().map(|d| d.text.len()).sum::<usize>()
+            + self.roles.capacity() * size_of::<(u64, u64)>()
             + 8 * (self.words.capacity() + self.content.capacity() + self.prefix.capacity())
     }
 }
@@ -359,6 +372,7 @@ pub fn check(query: &Signature, cached: &Signature) -> Result<(), Mismatch> {
     }
     check_flags(query, cached)?;
     check_directed(query, cached)?;
+    check_roles(query, cached)?;
     names
 }
 
@@ -718,6 +732,20 @@ fn check_directed(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     Ok(())
 }
 
+/// One text says "X words Y", the other "Y words X" with the same words between ("Why do Poles
+/// dislike Russians?" / "Why do Russians dislike Poles?"), and neither says both.
+fn check_roles(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
+    fn says(s: &Signature, forward: u64) -> bool {
+        s.roles.binary_search_by_key(&forward, |r| r.0).is_ok()
+    }
+    for &(forward, reversed) in &q.roles {
+        if says(c, reversed) && !says(c, forward) && !says(q, reversed) {
+            return Err(Mismatch::Order("the same terms in swapped places".into()));
+        }
+    }
+    Ok(())
+}
+
 fn check_flags(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     let (xq, xc) = diff(&q.flags, &c.flags, |f| &**f);
     if xq.is_empty() && xc.is_empty() {
@@ -1003,6 +1031,12 @@ struct Builder {
     idents: Vec<Ident>,
     flags: Vec<Box<str>>,
     directed: Vec<Directed>,
+    roles: Vec<(u64, u64)>,
+    /// Hashes of the tokens since the last break (punctuation, "and", "or", …), oldest first,
+    /// articles left out, each with whether it is a content word: the spans [`Signature::roles`]
+    /// records.
+    recent: [(u64, bool); ROLE_SPAN + 1],
+    recent_len: usize,
     /// The last two content tokens (index, hash) and their texts, which a directional word joins.
     last_content: Option<(u32, u64)>,
     last_content_text: String,
@@ -1052,6 +1086,9 @@ impl Builder {
             idents: Vec::new(),
             flags: Vec::new(),
             directed: Vec::new(),
+            roles: Vec::new(),
+            recent: [(0, false); ROLE_SPAN + 1],
+            recent_len: 0,
             last_content: None,
             last_content_text: s.last_word,
             prev_content: None,
@@ -1506,6 +1543,7 @@ impl Builder {
         self.commit();
         self.joined = true;
         self.join_at = Some(self.tokens);
+        self.break_roles();
     }
 
     fn set_pending(&mut self, text: String, weak: bool) {
@@ -1539,6 +1577,7 @@ impl Builder {
 
     fn note_hashed(&mut self, norm: &str, h: u64, stop: bool) {
         self.direction(norm, h, stop);
+        self.role_span(norm, h, stop);
         self.words.push(h);
         if !stop {
             self.content.push(h);
@@ -1596,6 +1635,52 @@ impl Builder {
         std::mem::swap(&mut self.prev_content_text, &mut self.last_content_text);
         self.last_content_text.clear();
         self.last_content_text.push_str(norm);
+    }
+
+    /// Records "X words Y" for content word `h` (Y) and each content word X at most
+    /// [`ROLE_SPAN`] words back with a content word between; a join word ends the spans, since
+    /// "X and Y" are a set.
+    fn role_span(&mut self, norm: &str, h: u64, stop: bool) {
+        match norm {
+            "a" | "an" | "the" => return,
+            "and" | "or" | "nor" | "vs" | "versus" => return self.break_roles(),
+            _ => {}
+        }
+        let n = self.recent_len;
+        if !stop {
+            for k in 1..=ROLE_SPAN.min(n.saturating_sub(1)) {
+                let (x, x_content) = self.recent[n - 1 - k];
+                let middle = &self.recent[n - k..n];
+                if !x_content || x == h || !middle.iter().any(|m| m.1) || self.roles.len() >= MAX_ROLES {
+                    continue;
+                }
+                let mut mid = [0u8; 8 * ROLE_SPAN];
+                for (i, m) in middle.iter().enumerate() {
+                    mid[8 * i..8 * i + 8].copy_from_slice(&m.0.to_le_bytes());
+                }
+                let mid = xxh3_64(&mid[..8 * k]);
+                let span = |a: u64, b: u64| {
+                    let mut bytes = [0u8; 24];
+                    bytes[..8].copy_from_slice(&a.to_le_bytes());
+                    bytes[8..16].copy_from_slice(&mid.to_le_bytes());
+                    bytes[16..].copy_from_slice(&b.to_le_bytes());
+                    xxh3_64(&bytes)
+                };
+                self.roles.push((span(x, h), span(h, x)));
+            }
+        }
+        if n == self.recent.len() {
+            self.recent.copy_within(1.., 0);
+            self.recent[n - 1] = (h, !stop);
+        } else {
+            self.recent[n] = (h, !stop);
+            self.recent_len += 1;
+        }
+    }
+
+    /// Punctuation or a join word: no role span crosses it.
+    fn break_roles(&mut self) {
+        self.recent_len = 0;
     }
 
     /// The left term of directional word `w` at token `at`: the content word just before it, or
@@ -1755,6 +1840,9 @@ impl Builder {
         let mut directed = self.directed;
         directed.sort_by_key(|d| d.key);
         directed.dedup_by_key(|d| d.key);
+        let mut roles = self.roles;
+        roles.sort_unstable();
+        roles.dedup_by_key(|r| r.0);
         self.words.sort_unstable();
         self.words.dedup();
         self.content.sort_unstable();
@@ -1767,6 +1855,7 @@ impl Builder {
         trim(&mut idents);
         trim(&mut flags);
         trim(&mut directed);
+        trim(&mut roles);
         let sig = Signature {
             tokens: self.tokens,
             negations: self.negations,
@@ -1777,6 +1866,7 @@ impl Builder {
             idents,
             flags,
             directed,
+            roles,
             words: self.words.to_vec(),
             content: self.content.to_vec(),
             prefix: self.prefix.to_vec(),
@@ -2784,6 +2874,13 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
     ("Do you believe there is life after death?", "Do you believe there is death after life?"),
     ("Should I choose Python over Java?", "Should I choose Java over Python?"),
+    // Who does what to whom: the same words, the roles swapped (the first two are Quora's).
+    ("Why do Poles dislike Russians?", "Why do Russians dislike Poles?"),
+    ("Are cats afraid of tigers?", "Are tigers afraid of cats?"),
+    ("Can a lion kill an elephant?", "Can an elephant kill a lion?"),
+    ("Why did Google acquire YouTube?", "Why did YouTube acquire Google?"),
+    ("Does the client trust the server certificate?", "Does the server trust the client certificate?"),
+    ("Can the parent process read memory of the child process?", "Can the child process read memory of the parent process?"),
     ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
     // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
     (
@@ -2832,6 +2929,15 @@ mod tests {
 
     /// Paraphrases and equivalent requests: each pair must pass.
     const PARAPHRASES: &[(&str, &str)] = &[
+        // Terms joined by "and", "or", "vs" or a comma are a set: their order says nothing.
+        ("What is the difference between a rat and a mouse?", "What is the difference between a mouse and a rat?"),
+        ("Is Python or Java better for beginners?", "Is Java or Python better for beginners?"),
+        ("Compare distilled water and purified water", "Compare purified water and distilled water"),
+        ("Which is better: computer engineering vs computer science?", "Computer science vs computer engineering: which is better?"),
+        ("Best apps for Facebook, Instagram, Pinterest?", "Best apps for Pinterest, Instagram, Facebook?"),
+        // Reordered, but nobody swaps roles.
+        ("Is jailbreaking the iPhone worth it?", "Is it worth jailbreaking the iPhone?"),
+        ("How common is rape in prison?", "Is prison rape common?"),
         ("Is Python better than Java for beginners?", "For beginners, is Python better than Java?"),
         ("Is Java more popular than Python?", "Is Java more widely used than Python?"),
         // Numbers joined by "and" are a set: their order says nothing.
@@ -3011,6 +3117,26 @@ mod tests {
         assert_eq!(compatible("Is 7 greater than 5?", "Is 5 greater than 7?"), Err(Mismatch::Number("7, 5 vs 5, 7".into())));
         assert_eq!(Mismatch::Number("3 vs 4".into()).to_string(), "numbers differ: 3 vs 4");
         assert_eq!(Mismatch::Negation.kind(), "negation");
+    }
+
+    #[test]
+    fn swapped_roles() {
+        let swapped = Err(Mismatch::Order("the same terms in swapped places".into()));
+        assert_eq!(compatible("Do guys like introvert girls?", "Do girls like introvert guys?"), swapped);
+        // Articles do not count; the words between must be the same.
+        assert_eq!(compatible("Should a doctor date an engineer?", "Can an engineer date the doctor?"), swapped);
+        assert_eq!(compatible("Should a doctor date an engineer?", "Should an engineer marry a doctor?"), Ok(()));
+        // A text that says both ways asks both questions.
+        assert_eq!(compatible("Can X beat Y?", "Can Y beat X, or X beat Y?"), Ok(()));
+        // Spans never cross punctuation or join words ("X and Y" is a set).
+        assert_eq!(compatible("Seattle, think of Denver", "Denver, think of Seattle"), Ok(()));
+        assert_eq!(compatible("Seattle and Denver think alike", "Denver and Seattle think alike"), Ok(()));
+        // Only a few words apart: a long detour is a rephrasing, not a swap.
+        assert_eq!(compatible("Seattle people often quietly think of Denver", "Denver people often quietly think of Seattle"), Ok(()));
+        assert_eq!(compatible("Seattle people quietly think of Denver", "Denver people quietly think of Seattle"), swapped);
+        // A long prompt keeps its first spans only.
+        let long = "word ".repeat(10) + &"alpha beta gamma delta ".repeat(100);
+        assert!(Signature::of(&long).roles.len() <= MAX_ROLES);
     }
 
     #[test]

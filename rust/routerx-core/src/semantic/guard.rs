@@ -101,6 +101,10 @@ pub struct Signature {
     /// (forward, reversed) hashes of "X words Y" spans ("poles dislike russians"), sorted by
     /// forward: the other text saying "Y words X" swaps who does what to whom.
     roles: Vec<(u64, u64)>,
+    /// First letters of the content words in order ('#' for one that starts otherwise, '|' at
+    /// punctuation), at most [`MAX_INITIALS`]: the other text's "SEO" spells "search engine
+    /// optimization".
+    initials: Box<str>,
     /// Hashes of every normalised token and identifier part: "does the other text say this?".
     words: Vec<u64>,
     /// `words` without stopwords, for the Jaccard feature.
@@ -166,6 +170,10 @@ const DIRECTED_SPAN: u32 = 3;
 const ROLE_SPAN: usize = 4;
 /// Role spans kept per text: a long prompt keeps its first ones, so its signature stays small.
 const MAX_ROLES: usize = 64;
+/// Initials kept per text, and the acronym lengths they can spell ("SEO" to "HTTPS"; two letters
+/// match too many word pairs by chance).
+const MAX_INITIALS: usize = 256;
+const ACRONYM_LEN: std::ops::RangeInclusive<usize> = 3..=6;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Ident {
@@ -317,6 +325,9 @@ impl Signature {
             }
             if SENTENCE_MARKS.contains(c) || matches!(c, ',' | '/' | ')' | ']' | '}') {
                 b.break_roles();
+                if b.initials.len() < MAX_INITIALS && !b.initials.ends_with('|') {
+                    b.initials.push('|');
+                }
             }
             boundary = c.is_whitespace() || TOKEN_OPENERS.contains(c);
             pos += clen;
@@ -352,6 +363,7 @@ impl Signature {
             + self.directed.capacity() * size_of::<Directed>()
             + self.directed.iter().map(|d| d.text.len()).sum::<usize>()
             + self.roles.capacity() * size_of::<(u64, u64)>()
+            + self.initials.len()
             + 8 * (self.words.capacity() + self.content.capacity() + self.prefix.capacity())
     }
 }
@@ -693,7 +705,17 @@ fn check_numbers(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
 fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     fn covered(i: &Ident, other: &Signature) -> bool {
         i.coverable
-            && (has(&other.words, &i.hash) || (!i.parts.is_empty() && i.parts.iter().all(|p| has(&other.words, p))) || synonym(i, other))
+            && (has(&other.words, &i.hash)
+                || (!i.parts.is_empty() && i.parts.iter().all(|p| has(&other.words, p)))
+                || synonym(i, other)
+                || spelled_out(i, other))
+    }
+    /// "SEO" vs "search engine optimization": an acronym the other text's words spell.
+    fn spelled_out(i: &Ident, other: &Signature) -> bool {
+        i.kind == IdentKind::Caps
+            && ACRONYM_LEN.contains(&i.text.len())
+            && i.text.bytes().all(|b| b.is_ascii_lowercase())
+            && other.initials.contains(&*i.text)
     }
     /// "JavaScript" vs "JS", "macOS" vs "mac": the same lexicon member.
     fn synonym(i: &Ident, other: &Signature) -> bool {
@@ -1032,6 +1054,7 @@ struct Builder {
     flags: Vec<Box<str>>,
     directed: Vec<Directed>,
     roles: Vec<(u64, u64)>,
+    initials: String,
     /// Hashes of the tokens since the last break (punctuation, "and", "or", …), oldest first,
     /// articles left out, each with whether it is a content word: the spans [`Signature::roles`]
     /// records.
@@ -1087,6 +1110,7 @@ impl Builder {
             flags: Vec::new(),
             directed: Vec::new(),
             roles: Vec::new(),
+            initials: String::new(),
             recent: [(0, false); ROLE_SPAN + 1],
             recent_len: 0,
             last_content: None,
@@ -1581,6 +1605,10 @@ impl Builder {
         self.words.push(h);
         if !stop {
             self.content.push(h);
+            if self.initials.len() < MAX_INITIALS {
+                let first = norm.as_bytes().first().copied().filter(u8::is_ascii_lowercase).unwrap_or(b'#');
+                self.initials.push(first as char);
+            }
         }
         if self.prefix.len() < PREFIX_LEN {
             self.prefix.push(h);
@@ -1678,7 +1706,8 @@ impl Builder {
         }
     }
 
-    /// Punctuation or a join word: no role span crosses it.
+    /// Punctuation or a join word: no role span crosses it (nor, at punctuation, an acronym's
+    /// spelling; "and" may stand inside one, as in "research and development").
     fn break_roles(&mut self) {
         self.recent_len = 0;
     }
@@ -1867,6 +1896,7 @@ impl Builder {
             flags,
             directed,
             roles,
+            initials: self.initials.into_boxed_str(),
             words: self.words.to_vec(),
             content: self.content.to_vec(),
             prefix: self.prefix.to_vec(),
@@ -2935,6 +2965,9 @@ mod tests {
         ("Compare distilled water and purified water", "Compare purified water and distilled water"),
         ("Which is better: computer engineering vs computer science?", "Computer science vs computer engineering: which is better?"),
         ("Best apps for Facebook, Instagram, Pinterest?", "Best apps for Pinterest, Instagram, Facebook?"),
+        // An acronym the other text spells out (Quora's).
+        ("Which are the best SEO companies in Delhi?", "Which are the best companies for search engine optimization in Delhi?"),
+        ("What are Intellectual Property Rights (IPR)?", "What is intellectual property rights?"),
         // Reordered, but nobody swaps roles.
         ("Is jailbreaking the iPhone worth it?", "Is it worth jailbreaking the iPhone?"),
         ("How common is rape in prison?", "Is prison rape common?"),
@@ -3125,6 +3158,18 @@ mod tests {
         assert_eq!(compatible("Is 7 greater than 5?", "Is 5 greater than 7?"), Err(Mismatch::Number("7, 5 vs 5, 7".into())));
         assert_eq!(Mismatch::Number("3 vs 4".into()).to_string(), "numbers differ: 3 vs 4");
         assert_eq!(Mismatch::Negation.kind(), "negation");
+    }
+
+    #[test]
+    fn acronyms_spelled_out() {
+        assert_eq!(compatible("What is NLP used for?", "What is natural language processing used for?"), Ok(()));
+        assert_eq!(compatible("Where is the FAQ page?", "Where is the frequently asked questions page?"), Ok(()));
+        // Other words, or the right letters across punctuation, spell nothing.
+        assert!(compatible("What is NLP used for?", "What is computer vision used for?").is_err());
+        assert!(compatible("Is NLP hard?", "Is natural, language processing hard?").is_err());
+        // Two letters match too many word pairs by chance; names are not acronyms.
+        assert!(compatible("Is AB testing useful?", "Is alpha beta testing useful?").is_err());
+        assert!(compatible("Ask Sam now", "Ask some actual man now").is_err());
     }
 
     #[test]

@@ -324,10 +324,7 @@ impl Signature {
                 b.sentence_start = true;
             }
             if SENTENCE_MARKS.contains(c) || matches!(c, ',' | '/' | ')' | ']' | '}') {
-                b.break_roles();
-                if b.initials.len() < MAX_INITIALS && !b.initials.ends_with('|') {
-                    b.initials.push('|');
-                }
+                b.punctuation();
             }
             boundary = c.is_whitespace() || TOKEN_OPENERS.contains(c);
             pos += clen;
@@ -1706,10 +1703,18 @@ impl Builder {
         }
     }
 
-    /// Punctuation or a join word: no role span crosses it (nor, at punctuation, an acronym's
-    /// spelling; "and" may stand inside one, as in "research and development").
+    /// A join word or punctuation: no role span crosses it.
     fn break_roles(&mut self) {
         self.recent_len = 0;
+    }
+
+    /// Punctuation: no role span crosses it, nor an acronym's spelling (which a join word may
+    /// stand inside: "research and development").
+    fn punctuation(&mut self) {
+        self.break_roles();
+        if self.initials.len() < MAX_INITIALS && !self.initials.ends_with('|') {
+            self.initials.push('|');
+        }
     }
 
     /// The left term of directional word `w` at token `at`: the content word just before it, or
@@ -2904,6 +2909,7 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("How do you convert benzene into toluene?", "How do you convert toluene into benzene?"),
     ("Do you believe there is life after death?", "Do you believe there is death after life?"),
     ("Should I choose Python over Java?", "Should I choose Java over Python?"),
+    ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
     // Who does what to whom: the same words, the roles swapped (the first two are Quora's).
     ("Why do Poles dislike Russians?", "Why do Russians dislike Poles?"),
     ("Are cats afraid of tigers?", "Are tigers afraid of cats?"),
@@ -2911,7 +2917,6 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("Why did Google acquire YouTube?", "Why did YouTube acquire Google?"),
     ("Does the client trust the server certificate?", "Does the server trust the client certificate?"),
     ("Can the parent process read memory of the child process?", "Can the child process read memory of the parent process?"),
-    ("Translate this sentence from Latin to Greek", "Translate this sentence from Greek to Latin"),
     // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
     (
         "What is the best thing about yourself, that has lead to your worst experiences in life?",

@@ -216,6 +216,9 @@ struct Scratch {
     content: Vec<u64>,
     prefix: Vec<u64>,
     lex_hits: Vec<(u32, u8, u32)>,
+    /// Capped ([`MAX_ROLES`], [`MAX_INITIALS`]), so always small enough to keep.
+    roles: Vec<(u64, u64)>,
+    initials: String,
     lower: String,
     /// The last two content words, for [`Directed`] terms.
     last_word: String,
@@ -228,6 +231,8 @@ impl Scratch {
         self.content.clear();
         self.prefix.clear();
         self.lex_hits.clear();
+        self.roles.clear();
+        self.initials.clear();
         self.lower.clear();
         self.last_word.clear();
         self.prev_word.clear();
@@ -320,10 +325,11 @@ impl Signature {
                 }
                 _ => {}
             }
-            if SENTENCE_MARKS.contains(c) {
+            let mark = SENTENCE_MARKS.contains(c);
+            if mark {
                 b.sentence_start = true;
             }
-            if SENTENCE_MARKS.contains(c) || matches!(c, ',' | '/' | ')' | ']' | '}') {
+            if mark || matches!(c, ',' | '/' | ')' | ']' | '}') {
                 b.punctuation();
             }
             boundary = c.is_whitespace() || TOKEN_OPENERS.contains(c);
@@ -1106,8 +1112,8 @@ impl Builder {
             idents: Vec::new(),
             flags: Vec::new(),
             directed: Vec::new(),
-            roles: Vec::new(),
-            initials: String::new(),
+            roles: s.roles,
+            initials: s.initials,
             recent: [(0, false); ROLE_SPAN + 1],
             recent_len: 0,
             last_content: None,
@@ -1425,6 +1431,7 @@ impl Builder {
         }
         if matches!(lower, "and" | "or" | "nor" | "vs" | "versus") {
             self.join_at = Some(self.tokens);
+            self.break_roles();
         }
 
         let stop = info.is_some_and(|i| i.stop);
@@ -1663,20 +1670,21 @@ impl Builder {
     }
 
     /// Records "X words Y" for content word `h` (Y) and each content word X at most
-    /// [`ROLE_SPAN`] words back with a content word between; a join word ends the spans, since
-    /// "X and Y" are a set.
+    /// [`ROLE_SPAN`] words back with a content word between. A join word has already ended the
+    /// spans (see [`Builder::break_roles`]), since "X and Y" are a set.
     fn role_span(&mut self, norm: &str, h: u64, stop: bool) {
-        match norm {
-            "a" | "an" | "the" => return,
-            "and" | "or" | "nor" | "vs" | "versus" => return self.break_roles(),
-            _ => {}
+        if matches!(norm, "a" | "an" | "the") {
+            return;
         }
         let n = self.recent_len;
         if !stop {
             for k in 1..=ROLE_SPAN.min(n.saturating_sub(1)) {
+                if self.roles.len() >= MAX_ROLES {
+                    break;
+                }
                 let (x, x_content) = self.recent[n - 1 - k];
                 let middle = &self.recent[n - k..n];
-                if !x_content || x == h || !middle.iter().any(|m| m.1) || self.roles.len() >= MAX_ROLES {
+                if !x_content || x == h || !middle.iter().any(|m| m.1) {
                     continue;
                 }
                 let mut mid = [0u8; 8 * ROLE_SPAN];
@@ -1874,9 +1882,8 @@ impl Builder {
         let mut directed = self.directed;
         directed.sort_by_key(|d| d.key);
         directed.dedup_by_key(|d| d.key);
-        let mut roles = self.roles;
-        roles.sort_unstable();
-        roles.dedup_by_key(|r| r.0);
+        self.roles.sort_unstable();
+        self.roles.dedup_by_key(|r| r.0);
         self.words.sort_unstable();
         self.words.dedup();
         self.content.sort_unstable();
@@ -1889,7 +1896,6 @@ impl Builder {
         trim(&mut idents);
         trim(&mut flags);
         trim(&mut directed);
-        trim(&mut roles);
         let sig = Signature {
             tokens: self.tokens,
             negations: self.negations,
@@ -1900,8 +1906,8 @@ impl Builder {
             idents,
             flags,
             directed,
-            roles,
-            initials: self.initials.into_boxed_str(),
+            roles: self.roles.to_vec(),
+            initials: self.initials.as_str().into(),
             words: self.words.to_vec(),
             content: self.content.to_vec(),
             prefix: self.prefix.to_vec(),
@@ -1911,6 +1917,8 @@ impl Builder {
             content: self.content,
             prefix: self.prefix,
             lex_hits: self.lex_hits,
+            roles: self.roles,
+            initials: self.initials,
             lower: self.scratch,
             last_word: self.last_content_text,
             prev_word: self.prev_content_text,

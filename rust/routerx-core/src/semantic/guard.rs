@@ -101,9 +101,9 @@ pub struct Signature {
     /// (forward, reversed) hashes of "X words Y" spans ("poles dislike russians"), sorted by
     /// forward: the other text saying "Y words X" swaps who does what to whom.
     roles: Vec<(u64, u64)>,
-    /// First letters of the content words in order ('#' for one that starts otherwise, '|' at
-    /// punctuation), at most [`MAX_INITIALS`]: the other text's "SEO" spells "search engine
-    /// optimization".
+    /// First letters of the words in order, a stopword's in capitals ('#' for a content word that
+    /// starts otherwise, '|' at punctuation), at most [`MAX_INITIALS`]: the other text's "SEO"
+    /// spells "search engine optimization", and "ROI" "return on investment" (see [`spells`]).
     initials: Box<str>,
     /// Hashes of every normalised token and identifier part: "does the other text say this?".
     words: Vec<u64>,
@@ -174,6 +174,14 @@ const MAX_ROLES: usize = 64;
 /// match too many word pairs by chance).
 const MAX_INITIALS: usize = 256;
 const ACRONYM_LEN: std::ops::RangeInclusive<usize> = 3..=6;
+fn listable(part: &str) -> bool {
+    part.len() >= 2 && !part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Numbers one slash-joined number may list ("500/1000", "10/20/30").
+const LISTED_PARTS: std::ops::RangeInclusive<usize> = 2..=4;
+/// Stopwords an acronym may pass over between two of its letters.
+const ACRONYM_SKIP: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Ident {
@@ -686,8 +694,26 @@ fn check_prefixed(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     Ok(())
 }
 
+/// A difference only if not the same numbers listed two ways: "500/1000" is covered by the other
+/// text's "500 and 1000". Only distinct whole numbers of two digits or more list: "1/2" and
+/// "1/0" are fractions ("1/2" vs "1 + 2").
 fn check_numbers(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
-    let (xq, xc) = diff(&q.numbers, &c.numbers, |n| &*n.text);
+    /// Drops from `x` each slash-joined number whose parts `other` has, and those parts from `y`.
+    fn unlist(x: &mut Vec<&Num>, y: &mut Vec<&Num>, other: &Signature) {
+        x.retain(|n| {
+            let parts = n.text.split('/');
+            let listed = LISTED_PARTS.contains(&parts.clone().count())
+                && parts.clone().all(|p| listable(p) && other.numbers.iter().any(|m| &*m.text == p))
+                && parts.clone().enumerate().all(|(i, p)| parts.clone().skip(i + 1).all(|o| o != p));
+            if listed {
+                y.retain(|m| !parts.clone().any(|p| p == &*m.text));
+            }
+            !listed
+        });
+    }
+    let (mut xq, mut xc) = diff(&q.numbers, &c.numbers, |n| &*n.text);
+    unlist(&mut xq, &mut xc, c);
+    unlist(&mut xc, &mut xq, q);
     let strong = xq.iter().chain(&xc).any(|n| !n.weak);
     if strong || (!xq.is_empty() && !xc.is_empty()) {
         let msg = format!("{} vs {}", list(xq.iter().map(|n| &*n.text)), list(xc.iter().map(|n| &*n.text)));
@@ -718,7 +744,7 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
         i.kind == IdentKind::Caps
             && ACRONYM_LEN.contains(&i.text.len())
             && i.text.bytes().all(|b| b.is_ascii_lowercase())
-            && other.initials.contains(&*i.text)
+            && spells(&other.initials, &i.text)
     }
     /// "JavaScript" vs "JS", "macOS" vs "mac": the same lexicon member.
     fn synonym(i: &Ident, other: &Signature) -> bool {
@@ -739,6 +765,33 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     } else {
         Err(Mismatch::Identifier(msg))
     }
+}
+
+/// Whether `initials` (see [`Signature::initials`]) spell `acronym` (lowercase): its letters are
+/// the first letters of consecutive words, beginning and ending on content words, which may not be
+/// skipped; up to [`ACRONYM_SKIP`] stopwords may be between two of its letters ("ROI" / "return
+/// on investment", "DOD" / "Department of Defense", "USA" / "United States of America").
+fn spells(initials: &str, acronym: &str) -> bool {
+    /// `acr` from `ini`, where the previous letter matched a content word's (`content`).
+    fn rest(ini: &[u8], acr: &[u8], content: bool) -> bool {
+        let Some((&want, more)) = acr.split_first() else {
+            return content;
+        };
+        for (k, &c) in ini.iter().enumerate().take(ACRONYM_SKIP + 1) {
+            if c == want && rest(&ini[k + 1..], more, true) {
+                return true;
+            }
+            if !c.is_ascii_uppercase() {
+                return false;
+            }
+            if c.to_ascii_lowercase() == want && rest(&ini[k + 1..], more, false) {
+                return true;
+            }
+        }
+        false
+    }
+    let (ini, acr) = (initials.as_bytes(), acronym.as_bytes());
+    acr.split_first().is_some_and(|(&first, more)| ini.iter().enumerate().any(|(k, &c)| c == first && rest(&ini[k + 1..], more, true)))
 }
 
 /// One text relates two terms one way ("kilometers to miles"), the other the other way, and
@@ -1607,12 +1660,14 @@ impl Builder {
         self.direction(norm, h, stop);
         self.role_span(norm, h, stop);
         self.words.push(h);
+        let first = norm.as_bytes().first().copied().filter(u8::is_ascii_lowercase);
         if !stop {
             self.content.push(h);
             if self.initials.len() < MAX_INITIALS {
-                let first = norm.as_bytes().first().copied().filter(u8::is_ascii_lowercase).unwrap_or(b'#');
-                self.initials.push(first as char);
+                self.initials.push(first.unwrap_or(b'#') as char);
             }
+        } else if let Some(f) = first.filter(|_| self.initials.len() < MAX_INITIALS) {
+            self.initials.push(f.to_ascii_uppercase() as char);
         }
         if self.prefix.len() < PREFIX_LEN {
             self.prefix.push(h);
@@ -1684,7 +1739,11 @@ impl Builder {
                 }
                 let (x, x_content) = self.recent[n - 1 - k];
                 let middle = &self.recent[n - k..n];
-                if !x_content || x == h || !middle.iter().any(|m| m.1) {
+                if !x_content
+                    || x == h
+                    || !middle.iter().any(|m| m.1)
+                    || middle.iter().any(|m| self.lex.words.get(&m.0).is_some_and(|i| i.symmetric))
+                {
                     continue;
                 }
                 let mut mid = [0u8; 8 * ROLE_SPAN];
@@ -2032,6 +2091,8 @@ enum NumWord {
 struct WordInfo {
     stop: bool,
     neg: bool,
+    /// A verb whose two sides form a pair ("marry"): no role span passes over it.
+    symmetric: bool,
     num: Option<(NumWord, bool)>,
     lex: Vec<(u32, Cond)>,
 }
@@ -2099,6 +2160,16 @@ impl Lexicon {
             e.neg = true;
             e.stop = true;
         }
+        let mut forms = Vec::new();
+        for w in SYMMETRIC_VERBS {
+            match w.strip_suffix('*') {
+                Some(base) => inflect(base, &mut forms),
+                None => forms.push(w.to_string()),
+            }
+        }
+        for f in forms {
+            words.entry(hash(&f)).or_default().symmetric = true;
+        }
         for &(w, nw, weak) in NUMBER_WORDS {
             words.entry(hash(w)).or_default().num = Some((nw, weak));
         }
@@ -2137,6 +2208,45 @@ impl Lexicon {
         Lexicon { words, names }
     }
 }
+
+/// Verbs that relate their two sides as a pair, so that swapping the sides asks the same thing
+/// ("Should a doctor marry an engineer?" / "Should an engineer marry a doctor?"). '*': with its
+/// regular forms.
+const SYMMETRIC_VERBS: &[&str] = &[
+    "date*",
+    "marry*",
+    "wed*",
+    "wedded",
+    "wedding",
+    "meet*",
+    "met",
+    "kiss*",
+    "hug*",
+    "hugged",
+    "hugging",
+    "befriend*",
+    "resemble*",
+    "equal*",
+    "equalled",
+    "collide*",
+    "combine*",
+    "mix*",
+    "merge*",
+    "fight*",
+    "fought",
+    "battle*",
+    "compete*",
+    "collaborate*",
+    "cooperate*",
+    "interact*",
+    "coexist*",
+    "correlate*",
+    "overlap*",
+    "overlapped",
+    "overlapping",
+    "intersect*",
+    "coincide*",
+];
 
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto",
@@ -2925,6 +3035,10 @@ pub const NEAR_MISSES: &[(&str, &str)] = &[
     ("Why did Google acquire YouTube?", "Why did YouTube acquire Google?"),
     ("Does the client trust the server certificate?", "Does the server trust the client certificate?"),
     ("Can the parent process read memory of the child process?", "Can the child process read memory of the parent process?"),
+    ("Should a doctor hire an engineer?", "Should an engineer hire a doctor?"),
+    // A fraction is not the list of its numbers.
+    ("What is 1/2 + 1/2?", "What is 1 + 2?"),
+    ("Is 3/4 of the class passing?", "Are 3 or 4 of the class passing?"),
     // The same antonyms, swapped (the first is a real non-duplicate pair of Quora questions).
     (
         "What is the best thing about yourself, that has lead to your worst experiences in life?",
@@ -2981,6 +3095,11 @@ mod tests {
         // An acronym the other text spells out (Quora's).
         ("Which are the best SEO companies in Delhi?", "Which are the best companies for search engine optimization in Delhi?"),
         ("What are Intellectual Property Rights (IPR)?", "What is intellectual property rights?"),
+        ("What is a good ROI for a rental property?", "What is a good return on investment for a rental property?"),
+        ("Why is POP called plaster of Paris?", "Why is calcium sulphate hemihydrate called plaster of Paris?"),
+        // Verbs that pair their two sides (Quora's first).
+        ("Should a doctor date an engineer?", "Should an engineer date a doctor?"),
+        ("Can a lion fight a tiger?", "Can a tiger fight a lion?"),
         // Reordered, but nobody swaps roles.
         ("Is jailbreaking the iPhone worth it?", "Is it worth jailbreaking the iPhone?"),
         ("How common is rape in prison?", "Is prison rape common?"),
@@ -2988,6 +3107,7 @@ mod tests {
         ("Is Java more popular than Python?", "Is Java more widely used than Python?"),
         // Numbers joined by "and" are a set: their order says nothing.
         ("Why were 500 and 1000 rupee notes banned?", "Why were 1000 and 500 rupee notes banned?"),
+        ("Why were 500 and 1000 rupee notes banned?", "Why were the 500/1000 rupee notes banned?"),
         ("How will the ban on Rs 500 & 1000 notes affect prices?", "How will the ban on 1000 and 500 rupee notes affect prices?"),
         ("Is 5 or 7 a prime number?", "Is 7 or 5 a prime number?"),
         // So are antonyms ("boys or the girls" is Quora's).
@@ -3183,6 +3303,17 @@ mod tests {
         // Two letters match too many word pairs by chance; names are not acronyms.
         assert!(compatible("Is AB testing useful?", "Is alpha beta testing useful?").is_err());
         assert!(compatible("Ask Sam now", "Ask some actual man now").is_err());
+        // Stopwords may give a letter or not; content words always do, and the spelling begins
+        // and ends on one.
+        assert_eq!(compatible("What is a good ROI?", "What is a good return on investment?"), Ok(()));
+        assert_eq!(compatible("Who runs the DOD?", "Who runs the department of defense?"), Ok(()));
+        assert_eq!(compatible("How big is the USA?", "How big is the United States of America?"), Ok(()));
+        assert_eq!(compatible("Who runs the DOI?", "Who runs the department of the interior?"), Ok(()));
+        assert!(compatible("What is a good ROI?", "What is a good return on the new investment?").is_err());
+        assert!(compatible("What is a good ROI?", "What is a good return on it?").is_err());
+        assert!(compatible("What is TBA?", "What is the best answer?").is_err());
+        assert!(spells("rOi", "roi") && spells("rOi", "ri") && !spells("rOi", "ro") && !spells("Roi", "roi"));
+        assert!(spells("xrAAi", "rai") && spells("xrAAi", "ri") && !spells("xrAAAi", "ri") && !spells("r|i", "ri"));
     }
 
     #[test]
@@ -3190,8 +3321,13 @@ mod tests {
         let swapped = Err(Mismatch::Order("the same terms in swapped places".into()));
         assert_eq!(compatible("Do cats like lazy dogs?", "Do dogs like lazy cats?"), swapped);
         // Articles do not count; the words between must be the same.
-        assert_eq!(compatible("Should a doctor date an engineer?", "Can an engineer date the doctor?"), swapped);
-        assert_eq!(compatible("Should a doctor date an engineer?", "Should an engineer marry a doctor?"), Ok(()));
+        assert_eq!(compatible("Should a doctor hire an engineer?", "Can an engineer hire the doctor?"), swapped);
+        assert_eq!(compatible("Should a doctor hire an engineer?", "Should an engineer train a doctor?"), Ok(()));
+        // Verbs that pair their two sides: swapped, the same question.
+        assert_eq!(compatible("Should a doctor date an engineer?", "Should an engineer date a doctor?"), Ok(()));
+        assert_eq!(compatible("Can a lion fight a tiger?", "Can a tiger fight a lion?"), Ok(()));
+        assert_eq!(compatible("Why do Poles often marry Russians?", "Why do Russians often marry Poles?"), Ok(()));
+        assert_eq!(compatible("Where did Sam first meet Alex?", "Where did Alex first meet Sam?"), Ok(()));
         // A text that says both ways asks both questions.
         assert_eq!(compatible("Can X beat Y?", "Can Y beat X, or X beat Y?"), Ok(()));
         // Spans never cross punctuation or join words ("X and Y" is a set).
@@ -3243,6 +3379,20 @@ mod tests {
         assert_eq!(numbers("two three"), ["2", "3"]);
         assert_eq!(compatible("two", "2"), Ok(()));
         assert_eq!(compatible("3.10", "3.1").map_err(|m| m.kind()), Err("number"));
+        // One slash-joined number lists the other text's numbers, or it differs.
+        assert_eq!(
+            compatible("Will banning 500 and 1000 notes stop black money?", "Will banning 500/1000 notes stop black money?"),
+            Ok(())
+        );
+        assert_eq!(compatible("Are the 10/20/30 plans the same?", "Are the 10, 20 and 30 plans the same?"), Ok(()));
+        let differs = |a, b| compatible(a, b).map_err(|m| m.kind()) == Err("number");
+        assert!(differs("What is 1/2 + 1/2?", "What is 1 + 2?"));
+        assert!(differs("Should I buy the 7/7 model?", "Should I buy the 7 model?"));
+        assert!(differs("Is 05/10 a date?", "Is 05 and 10 a date?"));
+        assert!(differs("Will banning 500 notes stop black money?", "Will banning 500/1000 notes stop black money?"));
+        assert!(differs("Will banning 500 and 2000 notes stop black money?", "Will banning 500/1000 notes stop black money?"));
+        assert!(differs("Will 500, 1000 and 2000 notes go?", "Will 500/1000 notes go?"));
+        assert!(differs("Is it 10 20 30 40 50?", "Is it 10/20/30/40/50?"));
     }
 
     #[test]

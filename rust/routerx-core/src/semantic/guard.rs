@@ -711,6 +711,9 @@ fn check_numbers(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
             !listed
         });
     }
+    if q.numbers.is_empty() && c.numbers.is_empty() {
+        return Ok(());
+    }
     let (mut xq, mut xc) = diff(&q.numbers, &c.numbers, |n| &*n.text);
     unlist(&mut xq, &mut xc, c);
     unlist(&mut xc, &mut xq, q);
@@ -1486,6 +1489,10 @@ impl Builder {
             self.join_at = Some(self.tokens);
             self.break_roles();
         }
+        if info.is_some_and(|i| i.symmetric) {
+            // "X marries Y" pairs X and Y: no role span passes over the verb.
+            self.break_roles();
+        }
 
         let stop = info.is_some_and(|i| i.stop);
         let sh = Shape::of(orig);
@@ -1739,11 +1746,7 @@ impl Builder {
                 }
                 let (x, x_content) = self.recent[n - 1 - k];
                 let middle = &self.recent[n - k..n];
-                if !x_content
-                    || x == h
-                    || !middle.iter().any(|m| m.1)
-                    || middle.iter().any(|m| self.lex.words.get(&m.0).is_some_and(|i| i.symmetric))
-                {
+                if !x_content || x == h || !middle.iter().any(|m| m.1) {
                     continue;
                 }
                 let mut mid = [0u8; 8 * ROLE_SPAN];
@@ -2091,7 +2094,7 @@ enum NumWord {
 struct WordInfo {
     stop: bool,
     neg: bool,
-    /// A verb whose two sides form a pair ("marry"): no role span passes over it.
+    /// A verb whose two sides form a pair ("marry"): role spans end there, as at a join word.
     symmetric: bool,
     num: Option<(NumWord, bool)>,
     lex: Vec<(u32, Cond)>,

@@ -2144,6 +2144,15 @@ fn lexicon() -> &'static Lexicon {
     LEXICON.get_or_init(Lexicon::build)
 }
 
+/// The words a lexicon entry stands for: "enable*" is the verb with its regular forms, any
+/// other entry the word itself.
+fn forms_of(entry: &str, out: &mut Vec<String>) {
+    match entry.strip_suffix('*') {
+        Some(base) => inflect(base, out),
+        None => out.push(entry.to_string()),
+    }
+}
+
 /// Regular verb forms of `base` ("enable" → enables, enabled, enabling).
 fn inflect(base: &str, out: &mut Vec<String>) {
     out.push(base.to_string());
@@ -2178,10 +2187,7 @@ impl Lexicon {
         }
         let mut forms = Vec::new();
         for w in SYMMETRIC_VERBS {
-            match w.strip_suffix('*') {
-                Some(base) => inflect(base, &mut forms),
-                None => forms.push(w.to_string()),
-            }
+            forms_of(w, &mut forms);
         }
         for f in forms {
             words.entry(hash(&f)).or_default().symmetric = true;
@@ -2201,14 +2207,9 @@ impl Lexicon {
                         Some(f) => (f, Cond::TitleOnly),
                         None => (form, cond),
                     };
-                    match form.strip_suffix('*') {
-                        Some(base) => {
-                            let mut v = Vec::new();
-                            inflect(base, &mut v);
-                            forms.extend(v.into_iter().map(|f| (f, c)));
-                        }
-                        None => forms.push((form.to_string(), c)),
-                    }
+                    let mut v = Vec::new();
+                    forms_of(form, &mut v);
+                    forms.extend(v.into_iter().map(|f| (f, c)));
                 }
                 let name = spec.split('|').next().unwrap_or(spec);
                 member_names.push(name.trim_start_matches('^').trim_end_matches('*'));
@@ -3636,11 +3637,7 @@ mod tests {
             for (mi, spec) in g.iter().enumerate() {
                 let mut forms = Vec::new();
                 for f in spec.split('|') {
-                    let f = f.trim_start_matches('^');
-                    match f.strip_suffix('*') {
-                        Some(base) => inflect(base, &mut forms),
-                        None => forms.push(f.to_string()),
-                    }
+                    forms_of(f.trim_start_matches('^'), &mut forms);
                 }
                 for f in forms {
                     if let Some(prev) = seen.insert(f.clone(), mi) {

@@ -329,6 +329,8 @@ def test_training_writes_a_file_the_core_scores_as_trained(tmp_path: Path, extra
     assert rep["near_misses"] == len(_core.near_misses()) and isinstance(rep["near_misses_served"], list)
     refused = rep["test_guard_refuses"]["duplicates"]
     assert refused >= 1 and rep["test_balanced_at_threshold"]["recall"] <= 1 - refused / rep["test_positives"] + 1e-9
+    spread = rep["test_balanced_interval"]
+    assert spread["recall"][0] <= rep["test_balanced_at_threshold"]["recall"] <= spread["recall"][2]
 
 
 def test_auc_counts_ordered_pairs() -> None:

@@ -241,6 +241,10 @@ def test_train_verifier_reports_its_split_and_loads_in_the_core(split: str, tmp_
     assert rep["split"] == split
     assert rep["train_pairs"] + rep["validation_pairs"] + rep["test_pairs"] == len(pairs)
     assert 0 < rep["threshold"] < 1
+    # The interval is of the held-out figures at the chosen threshold: it holds them.
+    at, spread = rep["test_balanced_at_threshold"], rep["test_balanced_interval"]
+    assert spread["precision"][0] <= at["precision"] <= spread["precision"][2]
+    assert spread["recall"][0] <= at["recall"] <= spread["recall"][2]
     path = tmp_path / "v.rxsnap"
     assert v.save(str(path)) > 0
     r = routerx.Router({"semantic": {"enabled": True, "verifier": str(path)}}, db=None)

@@ -7,7 +7,8 @@ or ``origin``/``similar``, all positives), JSON lines, or CSV with a header; ``-
 in batches); each pair's score is its cosine, and a pair the near-miss guard rejects is never a hit
 whatever its cosine (that is what the cache does). For the whole file and per task category (of
 text_a, by the router's classifier), the lowest threshold whose precision reaches the target is
-chosen, and precision, recall and false-hit rate there are reported, with the PR curve as a PNG.
+chosen, and precision, recall and false-hit rate there are reported, with the PR curve as a PNG,
+and what the same rule gives on pairs it did not choose from (bootstrap, :func:`out_of_sample`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError
 
-__all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate", "roc_auc"]
+__all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate", "interval", "out_of_sample", "roc_auc"]
 
 #: Fewer positives than this in a category: its threshold is not estimated (the global one applies).
 MIN_CATEGORY_POSITIVES = 50
@@ -129,6 +130,81 @@ def curve(scores: Sequence[float], labels: Sequence[int], steps: int = 400, bala
     return Curve(ts[::-1], prec[::-1], rec[::-1], fhr[::-1], pos, neg)
 
 
+def _rates(tp: Any, fp: Any, pos: Any, neg: Any, balanced: bool) -> Tuple[Any, Any]:
+    """(precision, recall) from counts (arrays), as :func:`curve` defines them."""
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(neg > 0, pos / np.maximum(neg, 1), 1.0) if balanced else 1.0
+        prec = np.where(tp + fp > 0, tp / (tp + w * fp), 1.0)
+        rec = np.where(pos > 0, tp / np.maximum(pos, 1), 0.0)
+    return prec, rec
+
+
+def _spread(x: Any) -> List[float]:
+    """[2.5th percentile, median, 97.5th percentile], to 4 places."""
+    import numpy as np
+
+    return [round(float(v), 4) for v in np.percentile(x, [2.5, 50, 97.5])]
+
+
+def interval(accepted: Any, labels: Any, balanced: bool = False, reps: int = 2000, seed: int = 0) -> Dict[str, List[float]]:
+    """How far precision and recall at a fixed acceptance could move on another sample of as many
+    pairs: [2.5%, median, 97.5%] over bootstrap resamples. A resample only moves four counts
+    (accepted or not, duplicate or not), so they are drawn from one multinomial."""
+    import numpy as np
+
+    acc, y = np.asarray(accepted, dtype=bool), np.asarray(labels) == 1
+    cells = np.array([(acc & y).sum(), (acc & ~y).sum(), (~acc & y).sum(), (~acc & ~y).sum()], dtype=np.float64)
+    n = int(cells.sum())
+    if n == 0:
+        raise ConfigError("an interval needs pairs", field="pairs")
+    tp, fp, fn, tn = np.random.default_rng(seed).multinomial(n, cells / n, size=reps).T.astype(np.float64)
+    prec, rec = _rates(tp, fp, tp + fn, fp + tn, balanced)
+    return {"precision": _spread(prec), "recall": _spread(rec)}
+
+
+def out_of_sample(
+    scores: Sequence[float], labels: Sequence[int], target: float, balanced: bool = False, reps: int = 200, steps: int = 400, seed: int = 0
+) -> Optional[Dict[str, Any]]:
+    """What the threshold rule gives on pairs it did not choose from. Chosen on all the pairs, the
+    lowest threshold reaching the target is the one where their noise favours it most, so on new
+    pairs its precision is lower on average. Per bootstrap resample the threshold is chosen as
+    :meth:`Curve.at_precision` does and applied to the pairs the resample left out (about 37%);
+    returns [2.5%, median, 97.5%] of their precision and recall, and the share of resamples whose
+    left-out precision reached the target, over the ``found`` resamples where a threshold reaches
+    it at all. None if none does."""
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels) == 1
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    ts = 1.0 - np.arange(steps + 1) / steps
+    # Pairs at or above each threshold: a prefix of the sorted scores (-inf never is).
+    upto = np.searchsorted(-s, -ts, side="right")
+    rng = np.random.default_rng(seed)
+    prec, rec = [], []
+    for _ in range(reps):
+        w = np.bincount(rng.integers(0, len(s), len(s)), minlength=len(s)).astype(np.float64)
+        ctp = np.concatenate([[0.0], np.cumsum(w * y)])
+        cfp = np.concatenate([[0.0], np.cumsum(w * ~y)])
+        tp, fp = ctp[upto], cfp[upto]
+        p, r = _rates(tp, fp, ctp[-1], cfp[-1], balanced)
+        ok = np.nonzero((p >= target) & (tp >= 20))[0]
+        if not len(ok):
+            continue
+        k = upto[ok[-1]]  # the lowest qualifying threshold accepts the first k sorted pairs
+        out = w == 0
+        otp, ofp = float((out[:k] & y[:k]).sum()), float((out[:k] & ~y[:k]).sum())
+        op, orec = _rates(np.array(otp), np.array(ofp), np.array(float((out & y).sum())), np.array(float((out & ~y).sum())), balanced)
+        prec.append(float(op))
+        rec.append(float(orec))
+    if not prec:
+        return None
+    return {"precision": _spread(prec), "recall": _spread(rec), "met_target": round(float(np.mean(np.array(prec) >= target)), 3), "found": len(prec), "resamples": reps}
+
+
 def score_pairs(router: Any, pairs: Sequence[Pair], batch: int = 256) -> Tuple[List[float], List[float]]:
     """(cosine, cosine with guard rejections at −inf) per pair."""
     import numpy as np
@@ -169,6 +245,9 @@ def calibrate(
         "target_precision": target_precision,
         "cosine_only": plain.at_precision(target_precision),
         "cosine_and_guard": with_guard.at_precision(target_precision),
+        # The figures above are on the pairs the thresholds were chosen from; these are the rule's
+        # on pairs it did not see (bootstrap), what a new sample of traffic would show.
+        "out_of_sample": {k: out_of_sample(s, labels, target_precision, seed=seed) if c.at_precision(target_precision) else None for k, s, c in (("cosine_only", cos, plain), ("cosine_and_guard", guarded, with_guard))},
         "guard_rejected_positives": sum(1 for g, l in zip(guarded, labels) if l and g == -math.inf),
         "guard_rejected_negatives": sum(1 for g, l in zip(guarded, labels) if not l and g == -math.inf),
     }
@@ -181,8 +260,11 @@ def calibrate(
         if sum(lab) < MIN_CATEGORY_POSITIVES:
             per[cat] = {"pairs": len(idx), "positives": sum(lab), "threshold": None}
             continue
-        c = curve([guarded[i] for i in idx], lab).at_precision(target_precision)
+        g = [guarded[i] for i in idx]
+        c = curve(g, lab).at_precision(target_precision)
         per[cat] = {"pairs": len(idx), "positives": sum(lab), **(c or {"threshold": None})}
+        if c:
+            per[cat]["out_of_sample"] = out_of_sample(g, lab, target_precision, seed=seed)
     report["categories"] = per
     if out_dir is not None:
         out = Path(out_dir)
@@ -556,6 +638,8 @@ def train_verifier(
         # Balanced: each accepted non-duplicate counts positives/negatives times (as if the
         # non-duplicates were subsampled to the number of duplicates).
         "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp and neg else 1.0, "recall": tp / max(pos, 1)},
+        # [2.5%, median, 97.5%] over resamples of the held-out pairs: how sure the figures are.
+        "test_balanced_interval": interval(acc, y[te], balanced=True, seed=seed),
         "test_balanced_best_at_target": curves["verifier_balanced"].at_precision(target_precision),
         "test_balanced_cosine_at_target": curves["cosine_balanced"].at_precision(target_precision),
     }

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _core
-from .calibrate import roc_auc
+from .calibrate import interval, roc_auc
 from .errors import ConfigError, MissingDependencyError
 
 KIND = "routerx-cross-encoder"
@@ -435,6 +435,8 @@ def train_cross_encoder(
         "name_threshold": name_threshold,
         "validation_balanced_recall": val_recall,
         "test_balanced_at_threshold": {"precision": tp / (tp + fp * pos / neg) if tp + fp else 1.0, "recall": tp / pos, "false_hits": fp},
+        # [2.5%, median, 97.5%] over resamples of the held-out pairs: how sure the figures are.
+        "test_balanced_interval": interval(acc, yt, balanced=True, seed=seed),
         "guard": "applied, as in the cache",
         "test_guard_refuses": {"duplicates": int((refused & (yt == 1)).sum()), "non_duplicates": int((refused & (yt == 0)).sum())},
         "test_name_difference_overruled": {"duplicates": int((overruled & (yt == 1)).sum()), "non_duplicates": int((overruled & (yt == 0)).sum())},

@@ -205,6 +205,10 @@ const MAX_PARTS: usize = 64;
 /// Lexicon roles: the term is a target ("to French") or a source ("from English").
 const TARGET: u8 = 1;
 const SOURCE: u8 = 2;
+/// A "to", "in" or "from" at most this many words before or after a word that pairs its two sides
+/// ("similar to", "compare the French language to English", "living in Canada compares to")
+/// names neither a target nor a source.
+const PAIRED_REACH: u32 = 4;
 /// Joined to another member of its group by "and", "or", "nor", "&", "vs" or a slash ("pros and
 /// cons", "boys or the girls", "son/daughter"): the pair's order then says nothing.
 const JOINED: u8 = 4;
@@ -1121,6 +1125,9 @@ struct Builder {
     lex_hits: Vec<(u32, u8, u32)>,
     /// Token index of the last join word or slash, for [`JOINED`].
     join_at: Option<u32>,
+    /// Token index of the last word that pairs its two sides ("similar", "compare"), for
+    /// [`PAIRED_REACH`].
+    paired_at: Option<u32>,
     prefixed: Vec<Prefixed>,
     idents: Vec<Ident>,
     flags: Vec<Box<str>>,
@@ -1177,6 +1184,7 @@ impl Builder {
             num_pairs: Vec::new(),
             lex_hits: s.lex_hits,
             join_at: None,
+            paired_at: None,
             prefixed: Vec::new(),
             idents: Vec::new(),
             flags: Vec::new(),
@@ -1505,6 +1513,12 @@ impl Builder {
         if info.is_some_and(|i| i.symmetric) {
             // "X marries Y" pairs X and Y: no role span passes over the verb.
             self.break_roles();
+            self.paired_at = Some(self.tokens);
+            // Nor was the side before it ("the cost of living in Canada compares to ...").
+            let t = self.tokens;
+            for h in self.lex_hits.iter_mut().rev().take_while(|h| h.2.saturating_add(PAIRED_REACH) >= t) {
+                h.1 &= !(TARGET | SOURCE);
+            }
         }
 
         let stop = info.is_some_and(|i| i.stop);
@@ -1562,9 +1576,11 @@ impl Builder {
                 }
             }
         }
+        // "similar to China", "compare Python to Java": the pair's second side, not a target.
+        let paired = self.paired_at.is_some_and(|p| self.tokens - p <= PAIRED_REACH + 1);
         self.role = match lower {
-            "to" | "into" | "in" => TARGET,
-            "from" => SOURCE,
+            "to" | "into" | "in" if !paired => TARGET,
+            "from" if !paired => SOURCE,
             _ => 0,
         };
     }
@@ -1795,6 +1811,7 @@ impl Builder {
     /// stand inside: "research and development").
     fn punctuation(&mut self) {
         self.break_roles();
+        self.paired_at = None;
         if self.initials.len() < MAX_INITIALS && !self.initials.ends_with('|') {
             self.initials.push('|');
         }
@@ -2263,6 +2280,14 @@ const SYMMETRIC_VERBS: &[&str] = &[
     "overlapping",
     "intersect*",
     "coincide*",
+    "compare*",
+    "comparison",
+    "differ*",
+    "different",
+    "similar",
+    "alike",
+    "equivalent",
+    "relate*",
 ];
 
 const STOPWORDS: &[&str] = &[
@@ -3246,6 +3271,8 @@ mod tests {
         ("Give me a 7-day meal plan", "Give me a meal plan for 7 days"),
         ("What are the symptoms of COVID-19?", "What are the symptoms of covid 19"),
         ("Fix this code:\n```python\ndef f(x): return x + 1\n```", "fix this code ```python\ndef f(x): return x+1```"),
+        ("How does the cost of living in Canada compare to Australia?", "How does the cost of living in Australia compare to Canada?"),
+        ("Is Spanish similar to Italian?", "Are Italian and Spanish similar?"),
     ];
 
     #[test]
@@ -3349,6 +3376,19 @@ mod tests {
         assert_eq!(compatible("Can a lion fight a tiger?", "Can a tiger fight a lion?"), Ok(()));
         assert_eq!(compatible("Why do Poles often marry Russians?", "Why do Russians often marry Poles?"), Ok(()));
         assert_eq!(compatible("Where did Sam first meet Alex?", "Where did Alex first meet Sam?"), Ok(()));
+        // So do comparisons, in either word order, and a "to" or "from" after them names no target.
+        assert_eq!(compatible("How does Python compare to Java?", "How does Java compare to Python?"), Ok(()));
+        assert_eq!(compatible("Is India similar to China?", "Is China similar to India?"), Ok(()));
+        assert_eq!(compatible("How is French different from English?", "How is English different from French?"), Ok(()));
+        assert_eq!(compatible("How does a crocodile differ from an alligator?", "How does an alligator differ from a crocodile?"), Ok(()));
+        assert_eq!(compatible("How is a rabbit related to a hare?", "How is a hare related to a rabbit?"), Ok(()));
+        // Not beyond a few words, nor past punctuation: a conversion stays directed.
+        assert_eq!(
+            compatible("How do I translate English to French?", "How do I translate French to English?"),
+            Err(Mismatch::Polarity("french/english".into()))
+        );
+        assert!(compatible("Similar question: translate English to French", "Similar question: translate French to English").is_err());
+        assert!(compatible("Is a similar file converted from PDF to Word?", "Is a similar file converted from Word to PDF?").is_err());
         // A text that says both ways asks both questions.
         assert_eq!(compatible("Can X beat Y?", "Can Y beat X, or X beat Y?"), Ok(()));
         // Spans never cross punctuation or join words ("X and Y" is a set).

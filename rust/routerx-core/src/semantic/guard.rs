@@ -776,6 +776,18 @@ fn check_idents(q: &Signature, c: &Signature) -> Result<(), Mismatch> {
     }
 }
 
+/// "25" → "25000", "7.5" → "7500": a number written with a thousands suffix, written out. None
+/// unless it is plain digits with at most three decimal places.
+fn times_thousand(body: &str) -> Option<String> {
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() || frac.len() > 3 || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t = format!("{int}{frac:0<3}");
+    let t = t.trim_start_matches('0');
+    Some(if t.is_empty() { "0".into() } else { t.into() })
+}
+
 /// Whether `initials` (see [`Signature::initials`]) spell `acronym` (lowercase): its letters are
 /// the first letters of consecutive words, beginning and ending on content words, which may not be
 /// skipped; up to [`ACRONYM_SKIP`] stopwords may be between two of its letters ("ROI" / "return
@@ -1416,6 +1428,11 @@ impl Builder {
         let unit = !percent && !suffix.is_empty();
         if unit && (v || suffix.len() > 5 || !suffix.bytes().all(|b| b.is_ascii_alphabetic())) {
             return false;
+        }
+        // "25k" is "25000" (a price, a count), not 25 and a word.
+        if let Some(t) = suffix.eq_ignore_ascii_case("k").then(|| times_thousand(body)).flatten() {
+            self.number_text(&t, neg, false);
+            return true;
         }
         let ordinal =
             unit && matches!(suffix.to_ascii_lowercase().as_str(), "st" | "nd" | "rd" | "th") && body.bytes().all(|b| b.is_ascii_digit());
@@ -3454,6 +3471,12 @@ mod tests {
         assert!(differs("Will banning 500 and 2000 notes stop black money?", "Will banning 500/1000 notes stop black money?"));
         assert!(differs("Will 500, 1000 and 2000 notes go?", "Will 500/1000 notes go?"));
         assert!(differs("Is it 10 20 30 40 50?", "Is it 10/20/30/40/50?"));
+        // A thousands suffix is the number written out.
+        assert_eq!(numbers("under 25k, or 7.5K, or 0.25k"), ["250", "25000", "7500"]);
+        assert_eq!(compatible("Best laptop under 60k?", "Best laptop under 60,000?"), Ok(()));
+        assert!(differs("Best laptop under 60k?", "Best laptop under 60?"));
+        assert!(differs("Best laptop under 25k?", "Best laptop under 30000?"));
+        assert_eq!(numbers("1.2345k 3,000k"), ["1.2345", "3000"]);
     }
 
     #[test]

@@ -195,9 +195,8 @@ def out_of_sample(
         if not len(ok):
             continue
         k = upto[ok[-1]]  # the lowest qualifying threshold accepts the first k sorted pairs
-        out = w == 0
-        otp, ofp = float((out[:k] & y[:k]).sum()), float((out[:k] & ~y[:k]).sum())
-        op, orec = _rates(np.array(otp), np.array(ofp), np.array(float((out & y).sum())), np.array(float((out & ~y).sum())), balanced)
+        out = w == 0  # the pairs this resample left out
+        op, orec = _rates((out[:k] & y[:k]).sum(), (out[:k] & ~y[:k]).sum(), (out & y).sum(), (out & ~y).sum(), balanced)
         prec.append(float(op))
         rec.append(float(orec))
     if not prec:

@@ -2220,7 +2220,7 @@ impl Lexicon {
             e.stop = true;
         }
         let mut forms = Vec::new();
-        for w in SYMMETRIC_VERBS {
+        for w in SYMMETRIC_WORDS {
             forms_of(w, &mut forms);
         }
         for f in forms {
@@ -2260,10 +2260,10 @@ impl Lexicon {
     }
 }
 
-/// Verbs that relate their two sides as a pair, so that swapping the sides asks the same thing
-/// ("Should a doctor marry an engineer?" / "Should an engineer marry a doctor?"). '*': with its
-/// regular forms.
-const SYMMETRIC_VERBS: &[&str] = &[
+/// Words that relate their two sides as a pair, so that swapping the sides asks the same thing:
+/// verbs ("Should a doctor marry an engineer?" / "Should an engineer marry a doctor?") and
+/// comparisons ("Is India similar to China?"). '*': with its regular forms.
+const SYMMETRIC_WORDS: &[&str] = &[
     "date*",
     "marry*",
     "wed*",

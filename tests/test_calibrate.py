@@ -106,3 +106,33 @@ def test_cli_calibrate_writes_its_threshold_and_how_sure_it_is(tmp_path: Path, c
     toml = (out / "semantic.toml").read_text(encoding="utf-8")
     assert f"min_similarity = {chosen['threshold']:.4f}" in toml
     assert (out / "pr_curve.png").stat().st_size > 1000
+
+
+def test_a_category_loosens_the_threshold_only_where_that_holds_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Scores are given (not embedded), so the categories' truths are known: "chat" is calibrated
+    (P(dup | s) = s), "code" is a duplicate 86% of the time whatever its score (no threshold truly
+    reaches 0.9; a lucky one may), "math" needs more similarity than the file for the same
+    precision."""
+    import types
+
+    from routerx import calibrate as cal
+
+    rng = np.random.default_rng(7)
+    rows: list = []
+    for cat, n, p_dup in (("chat", 6000, lambda s: s), ("code", 400, lambda s: 0.86 + 0 * s), ("math", 3000, lambda s: s**4)):
+        s = rng.uniform(0.5, 1.0, n) if cat != "chat" else rng.random(n)
+        rows += [(cat, float(x), int(rng.random() < p_dup(x))) for x in s]
+    pairs = [cal.Pair(f"{cat} {i}", "other", y) for i, (cat, _, y) in enumerate(rows)]
+    scores = [s for _, s, _ in rows]
+    monkeypatch.setattr(cal, "score_pairs", lambda router, ps: (scores, scores))
+    router = types.SimpleNamespace(route=lambda text, **_: types.SimpleNamespace(category=text.split()[0]))
+    rep = cal.calibrate(router, pairs, 0.9, str(tmp_path))
+    glob, cats = rep["cosine_and_guard"]["threshold"], rep["categories"]
+    assert cats["math"]["threshold"] > glob and cats["math"]["written"], "a stricter threshold is always written"
+    code, chat = cats["code"], cats["chat"]
+    assert code["threshold"] < glob and code["out_of_sample"]["precision"][1] < 0.9 - cal.CATEGORY_TOLERANCE
+    assert not code["written"]
+    # Chat's own threshold is right (the truth: 0.8) and looser than the file's: it is written.
+    assert abs(chat["threshold"] - 0.8) < 0.03 and chat["threshold"] < glob and chat["written"]
+    toml = (tmp_path / "semantic.toml").read_text(encoding="utf-8")
+    assert '"math" = ' in toml and '"chat" = ' in toml and '"code"' not in toml

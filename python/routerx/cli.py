@@ -287,7 +287,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for cat, c in rep["categories"].items():
         t = "-" if c["threshold"] is None else f"{c['threshold']:.4f}"
         o = c.get("out_of_sample")
-        print(f"  {cat:<14} pairs {c['pairs']:>6}  threshold {t}" + (f"  precision on pairs not chosen from {_spread(o['precision'])}" if o else ""))
+        note = f"  precision on pairs not chosen from {_spread(o['precision'])}, target met in {o['met_target']:.0%}" if o else ""
+        if c["threshold"] is not None and not c.get("written"):
+            note += "; not written (looser than the file's and not sure out of sample: the file's applies)"
+        print(f"  {cat:<14} pairs {c['pairs']:>6}  threshold {t}{note}")
     for f in rep.get("files", []):
         print(f"wrote {f}")
     return 0

@@ -27,6 +27,8 @@ __all__ = ["Pair", "load_pairs", "Curve", "curve", "calibrate", "interval", "out
 
 #: Fewer positives than this in a category: its threshold is not estimated (the global one applies).
 MIN_CATEGORY_POSITIVES = 50
+#: A threshold must accept at least this many duplicates, so that one lucky pair does not decide.
+MIN_ACCEPTED_POSITIVES = 20
 #: A category's own threshold may loosen the file's only where its precision on pairs it was not
 #: chosen from (median over resamples, :func:`out_of_sample`) is within this of the target: a
 #: small category's lowest qualifying threshold is mostly its noise. A stricter one is always
@@ -98,12 +100,12 @@ class Curve:
     negatives: int
 
     def at_precision(self, target: float) -> Optional[Dict[str, float]]:
-        """The lowest threshold (most recall) whose precision reaches ``target``, with at least 20
-        accepted pairs so that one lucky pair does not decide."""
+        """The lowest threshold (most recall) whose precision reaches ``target``, accepting at least
+        :data:`MIN_ACCEPTED_POSITIVES` duplicates."""
         # Thresholds ascend: the first that qualifies is the lowest (a later one would only be a
         # higher threshold with less recall).
         for t, p, r, f in zip(self.thresholds, self.precision, self.recall, self.false_hit_rate):
-            if p >= target and r * self.positives >= 20:
+            if p >= target and r * self.positives >= MIN_ACCEPTED_POSITIVES:
                 return {"threshold": t, "precision": p, "recall": r, "false_hit_rate": f}
         return None
 
@@ -197,7 +199,7 @@ def out_of_sample(
         cfp = np.concatenate([[0.0], np.cumsum(w * ~y)])
         tp, fp = ctp[upto], cfp[upto]
         p, r = _rates(tp, fp, ctp[-1], cfp[-1], balanced)
-        ok = np.nonzero((p >= target) & (tp >= 20))[0]
+        ok = np.nonzero((p >= target) & (tp >= MIN_ACCEPTED_POSITIVES))[0]
         if not len(ok):
             continue
         k = upto[ok[-1]]  # the lowest qualifying threshold accepts the first k sorted pairs
@@ -244,15 +246,15 @@ def calibrate(
     cos, guarded = score_pairs(router, pairs)
     labels = [p.label for p in pairs]
     plain, with_guard = curve(cos, labels), curve(guarded, labels)
+    chosen = {"cosine_only": plain.at_precision(target_precision), "cosine_and_guard": with_guard.at_precision(target_precision)}
     report: Dict[str, Any] = {
         "pairs": len(pairs),
         "positives": sum(labels),
         "target_precision": target_precision,
-        "cosine_only": plain.at_precision(target_precision),
-        "cosine_and_guard": with_guard.at_precision(target_precision),
+        **chosen,
         # The figures above are on the pairs the thresholds were chosen from; these are the rule's
         # on pairs it did not see (bootstrap), what a new sample of traffic would show.
-        "out_of_sample": {k: out_of_sample(s, labels, target_precision, seed=seed) if c.at_precision(target_precision) else None for k, s, c in (("cosine_only", cos, plain), ("cosine_and_guard", guarded, with_guard))},
+        "out_of_sample": {k: out_of_sample(s, labels, target_precision, seed=seed) if chosen[k] else None for k, s in (("cosine_only", cos), ("cosine_and_guard", guarded))},
         "guard_rejected_positives": sum(1 for g, l in zip(guarded, labels) if l and g == -math.inf),
         "guard_rejected_negatives": sum(1 for g, l in zip(guarded, labels) if not l and g == -math.inf),
     }

@@ -256,7 +256,7 @@ def _train_cross_encoder(args: argparse.Namespace, pairs: Any) -> int:
     return 0
 
 
-def _spread(x: Sequence[float]) -> str:
+def _show_spread(x: Sequence[float]) -> str:
     """A [2.5%, median, 97.5%] spread as "median (low-high)"."""
     return f"{x[1]:.3f} ({x[0]:.3f}-{x[2]:.3f})"
 
@@ -282,12 +282,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"  {name:<18} threshold {c['threshold']:.4f}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  false-hit rate {c['false_hit_rate']:.4f}")
         o = rep["out_of_sample"][name]
         if o is not None:
-            print(f"  {'':<18} on pairs not chosen from: precision {_spread(o['precision'])}  recall {_spread(o['recall'])}  target met in {o['met_target']:.0%} of resamples")
+            print(f"  {'':<18} on pairs not chosen from: precision {_show_spread(o['precision'])}  recall {_show_spread(o['recall'])}  target met in {o['met_target']:.0%} of resamples")
     print(f"  guard rejected {rep['guard_rejected_negatives']} negative and {rep['guard_rejected_positives']} positive pairs")
     for cat, c in rep["categories"].items():
         t = "-" if c["threshold"] is None else f"{c['threshold']:.4f}"
         o = c.get("out_of_sample")
-        note = f"  precision on pairs not chosen from {_spread(o['precision'])}, target met in {o['met_target']:.0%}" if o else ""
+        note = f"  precision on pairs not chosen from {_show_spread(o['precision'])}, target met in {o['met_target']:.0%}" if o else ""
         if c["threshold"] is not None and not c.get("written"):
             note += "; not written (looser than the file's and not sure out of sample: the file's applies)"
         print(f"  {cat:<14} pairs {c['pairs']:>6}  threshold {t}{note}")

@@ -783,9 +783,10 @@ fn times_thousand(body: &str) -> Option<String> {
     if int.is_empty() || frac.len() > 3 || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let t = format!("{int}{frac:0<3}");
-    let t = t.trim_start_matches('0');
-    Some(if t.is_empty() { "0".into() } else { t.into() })
+    let mut t = format!("{int}{frac:0<3}");
+    let zeros = t.len() - t.trim_start_matches('0').len();
+    t.drain(..zeros.min(t.len() - 1));
+    Some(t)
 }
 
 /// Whether `initials` (see [`Signature::initials`]) spell `acronym` (lowercase): its letters are
@@ -1430,7 +1431,7 @@ impl Builder {
             return false;
         }
         // "25k" is "25000" (a price, a count), not 25 and a word.
-        if let Some(t) = suffix.eq_ignore_ascii_case("k").then(|| times_thousand(body)).flatten() {
+        if let Some(t) = if suffix.eq_ignore_ascii_case("k") { times_thousand(body) } else { None } {
             self.number_text(&t, neg, false);
             return true;
         }
